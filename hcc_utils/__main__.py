@@ -1,0 +1,71 @@
+"""Command line: ``python -m hcc_utils {run, synth, crop, dicom2nifti}``.
+
+Each command imports only what it needs, so ``crop`` and ``dicom2nifti`` start fast (no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m hcc_utils", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="execute the book's notebooks into a run folder and render the report")
+    run.add_argument("--params", required=True, type=Path, help="parameter file, e.g. params/default.yaml")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/<params name>, never overwritten)")
+    run.add_argument("--resume", action="store_true", help="continue --out, skipping finished notebooks")
+    run.add_argument("--no-book", action="store_true", help="execute the notebooks but do not render HTML")
+
+    synth = sub.add_parser("synth", help="generate a synthetic HCC cohort (NIfTI volumes, masks, cohort.csv)")
+    synth.add_argument("--n", type=int, default=191, help="patients (default 191, the paper's cohort size)")
+    synth.add_argument("--seed", type=int, default=2025)
+    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--image-size", type=int, default=None, help="in-plane matrix (default 512)")
+
+    crop = sub.add_parser("crop", help="one patient's 2.5D stack: 11 PNG slices and stack.json")
+    crop.add_argument("--image", required=True, type=Path, help="CT volume (NIfTI/NRRD/MHA or DICOM folder)")
+    crop.add_argument("--mask", required=True, type=Path, help="tumour mask")
+    crop.add_argument("--out", required=True, type=Path, help="output folder")
+    crop.add_argument("--params", type=Path, default=None, help="parameter file (default: built-in defaults)")
+
+    d2n = sub.add_parser("dicom2nifti", help="convert one DICOM series folder to NIfTI without identifiers")
+    d2n.add_argument("src", type=Path, help="folder with the series' DICOM files")
+    d2n.add_argument("out", type=Path, help="output .nii.gz")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        from hcc_utils.config import ParamsError
+        from hcc_utils.runner import RunError, run_book
+
+        try:
+            result = run_book(args.params, out=args.out, resume=args.resume, build=not args.no_book)
+        except (ParamsError, RunError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        if result.html_index is not None:
+            print(f"Report: {result.html_index}")
+        return 0
+    if args.command == "synth":
+        from hcc_utils import synth
+
+        return synth.main_cli(n=args.n, seed=args.seed, out=args.out, image_size=args.image_size) or 0
+    if args.command == "crop":
+        from hcc_utils import slices
+
+        return slices.main_crop_cli(args.image, args.mask, args.out, args.params)
+    if args.command == "dicom2nifti":
+        from hcc_utils import io
+
+        return io.main_dicom2nifti_cli(args.src, args.out)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

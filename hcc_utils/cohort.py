@@ -1,0 +1,224 @@
+"""The cohort: manifest schema, loading and validation, the embedded synthetic default, the patient-level split.
+
+The manifest (``cohort.csv``) has one row per patient with the columns of ``MANIFEST_COLUMNS``; image and mask
+paths are relative to the manifest's folder (absolute paths work too). ``image`` may be a NIfTI/NRRD/MHA file or a
+DICOM series folder. A user's own column names are mapped with ``cohort.columns`` in the params file.
+
+Codings: ``er`` 0/1 (recurrence within 2 years of resection), ``gender`` ``M``/``F``, ``alcohol`` 0/1,
+``mvi_grade`` 0/1/2 (M0/M1/M2), ``ki67`` a fraction in [0, 1], ``edmondson`` 1-4 (grade I-IV). Clinical and
+pathology columns may be empty (missing); the clinical model's missing-value policy is a parameter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from hcc_utils.config import CohortConfig, Params
+
+MANIFEST_COLUMNS = ["patient_id", "image", "mask", "mask_reader2", "er", "scanner", "age", "gender", "bmi",
+                    "alcohol", "hbsag", "afp", "alb", "ast", "alt", "mvi_grade", "ki67", "edmondson"]
+REQUIRED_COLUMNS = ["patient_id", "image", "mask", "er"]
+PATH_COLUMNS = ["image", "mask", "mask_reader2"]
+NUMERIC_COLUMNS = ["er", "age", "bmi", "alcohol", "hbsag", "afp", "alb", "ast", "alt", "mvi_grade", "ki67",
+                   "edmondson"]
+ALLOWED_VALUES = {"er": {0, 1}, "alcohol": {0, 1}, "mvi_grade": {0, 1, 2}, "edmondson": {1, 2, 3, 4}}
+
+
+class CohortError(ValueError):
+    """A manifest that cannot be used; the message names the file, the rows and what to do."""
+
+
+def data_home() -> Path:
+    """Where generated cohorts are cached: ``$HCC_DATA_DIR`` or ``~/.cache/hcc_2p5d``."""
+    return Path(os.environ.get("HCC_DATA_DIR", Path.home() / ".cache" / "hcc_2p5d")).expanduser()
+
+
+def load_manifest(path: Path | str, columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Read and validate a manifest; paths become absolute. ``columns`` maps manifest names to the file's names.
+
+    Raises:
+        CohortError: missing file or columns, duplicate patient ids, values outside their coding.
+    """
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise CohortError(f"{path}: manifest not found; point 'cohort.manifest' in your params file at your "
+                          "cohort.csv, or use 'cohort: {synthetic: {...}}'")
+    table = pd.read_csv(path, dtype={"patient_id": str, "scanner": str, "gender": str})
+    rename = {theirs: ours for ours, theirs in (columns or {}).items()}
+    table = table.rename(columns=rename)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise CohortError(f"{path}: missing column(s) {missing}; the manifest needs {REQUIRED_COLUMNS} "
+                          "(map your own names with 'cohort.columns' in the params file)")
+    for col in MANIFEST_COLUMNS:
+        if col not in table.columns:
+            table[col] = pd.NA
+    table = table[MANIFEST_COLUMNS + [c for c in table.columns if c not in MANIFEST_COLUMNS]].copy()
+    table["patient_id"] = table["patient_id"].astype(str).str.strip()
+    dupes = table.loc[table["patient_id"].duplicated(), "patient_id"].tolist()
+    if dupes:
+        raise CohortError(f"{path}: duplicate patient_id {dupes[:5]}; every patient needs one row")
+    for col in NUMERIC_COLUMNS:
+        table[col] = pd.to_numeric(table[col], errors="coerce")
+    for col, allowed in ALLOWED_VALUES.items():
+        bad = table.loc[table[col].notna() & ~table[col].isin(allowed), ["patient_id", col]]
+        if len(bad):
+            raise CohortError(f"{path}: column '{col}' must be one of {sorted(allowed)}; "
+                              f"patients {bad['patient_id'].tolist()[:5]} have {bad[col].tolist()[:5]}")
+    if table["er"].isna().any():
+        raise CohortError(f"{path}: 'er' is missing for patients "
+                          f"{table.loc[table['er'].isna(), 'patient_id'].tolist()[:5]}; every patient needs 0 or 1")
+    bad_ki = table.loc[table["ki67"].notna() & ~table["ki67"].between(0, 1), "patient_id"].tolist()
+    if bad_ki:
+        raise CohortError(f"{path}: 'ki67' must be a fraction in [0, 1] (not percent); patients {bad_ki[:5]}")
+    table["er"] = table["er"].astype(int)
+    gender = table["gender"].astype("string").str.strip().str.upper().str[0]
+    table["gender"] = gender.where(gender.isin(["M", "F"]))
+    for col in PATH_COLUMNS:
+        table[col] = [str((path.parent / p).resolve()) if isinstance(p, str) and p.strip() else pd.NA
+                      for p in table[col]]
+    return table
+
+
+def manifest_hash(path: Path | str) -> str:
+    """SHA-256 of the manifest's bytes (recorded in provenance.json)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def synthetic_dir(cfg, root: Path | None = None) -> Path:
+    """The cache folder of the synthetic cohort ``cfg`` (a ``SyntheticCohort``), whether or not it exists yet."""
+    root = Path(root) if root is not None else data_home() / "cohorts"
+    return root / f"synthetic-n{cfg.n}-s{cfg.seed}-{cfg.cache_key()}"
+
+
+def ensure_synthetic(cfg, root: Path | None = None) -> Path:
+    """The synthetic cohort for ``cfg`` (a ``SyntheticCohort``): generated on first use, then reused.
+
+    Generation writes into a temporary folder that is renamed into place when complete, so an interrupted run
+    never leaves a half-written cohort behind.
+    """
+    from hcc_utils import synth
+
+    target = synthetic_dir(cfg, root)
+    root = target.parent
+    manifest = target / "cohort.csv"
+    if manifest.is_file():
+        return manifest
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
+    try:
+        synth.generate_cohort(cfg, tmp)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not manifest.is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def manifest_path(params: Params) -> Path:
+    """The manifest this run reads (generating the synthetic cohort when needed)."""
+    if params.cohort.synthetic is not None:
+        return ensure_synthetic(params.cohort.synthetic)
+    return Path(params.cohort.manifest)
+
+
+def split_patients(table: pd.DataFrame, cfg: CohortConfig) -> pd.Series:
+    """Patient-level split, ``train`` or ``validation`` per patient (paper: random 7:3, stratified by ER here).
+
+    With ``cfg.split_column`` the manifest's own split is used as given.
+    """
+    if cfg.split_column:
+        if cfg.split_column not in table.columns:
+            raise CohortError(f"split column '{cfg.split_column}' is not in the manifest")
+        split = table[cfg.split_column].astype(str).str.lower().str.strip()
+        bad = table.loc[~split.isin(["train", "validation"]), "patient_id"].tolist()
+        if bad:
+            raise CohortError(f"split column '{cfg.split_column}' must be 'train' or 'validation'; "
+                              f"patients {bad[:5]} have other values")
+        return pd.Series(split.to_numpy(), index=table["patient_id"].to_numpy(), name="split")
+    train_ids, _ = train_test_split(table["patient_id"].to_numpy(), test_size=cfg.validation_fraction,
+                                    stratify=table["er"].to_numpy(), random_state=cfg.split_seed)
+    train = set(train_ids)
+    return pd.Series(["train" if p in train else "validation" for p in table["patient_id"]],
+                     index=table["patient_id"].to_numpy(), name="split")
+
+
+def load_cohort(params: Params) -> pd.DataFrame:
+    """The run's manifest with absolute paths and a ``split`` column (train / validation)."""
+    table = load_manifest(manifest_path(params), params.cohort.columns)
+    table["split"] = split_patients(table, params.cohort).to_numpy()
+    return table
+
+
+#: The paper's cohort (Cen et al. 2025, Results): for orientation beside a cohort's own make-up, never a target.
+PAPER_COHORT = {"ER": 79 / 191, "MVI M0": 124 / 191, "MVI M1": 37 / 191, "MVI M2": 30 / 191,
+                "Edmondson I": 13 / 191, "Edmondson II": 82 / 191, "Edmondson III": 73 / 191,
+                "Edmondson IV": 23 / 191, "Male": 173 / 191, "Ki-67 mean": 0.23, "Ki-67 SD": 0.21}
+
+
+def composition_table(table: pd.DataFrame, params: Params | None = None) -> pd.DataFrame:
+    """The cohort's make-up (shares as fractions, Ki-67 mean and SD) beside the paper's cohort and, for a
+    synthetic cohort, the generator's targets."""
+    known = lambda col: table[col].dropna()  # noqa: E731
+    observed = {"ER": table["er"].mean(),
+                **{f"MVI M{k}": (known("mvi_grade") == k).mean() for k in range(3)},
+                **{f"Edmondson {r}": (known("edmondson") == k).mean()
+                   for k, r in zip(range(1, 5), ["I", "II", "III", "IV"], strict=True)},
+                "Male": (known("gender") == "M").mean(),
+                "Ki-67 mean": known("ki67").mean(), "Ki-67 SD": known("ki67").std()}
+    rows = pd.DataFrame({"quantity": list(observed), "this cohort": list(observed.values()),
+                         "paper (n=191)": [PAPER_COHORT[k] for k in observed]})
+    syn = params.cohort.synthetic if params is not None else None
+    if syn is not None:
+        targets = {"ER": syn.er_prevalence, "Male": syn.male_share, "Ki-67 mean": syn.ki67_mean,
+                   "Ki-67 SD": syn.ki67_sd,
+                   **{f"MVI M{k}": s for k, s in enumerate(syn.mvi_shares)},
+                   **{f"Edmondson {r}": s for r, s in zip(["I", "II", "III", "IV"], syn.edmondson_shares,
+                                                          strict=True)}}
+        rows["generator target"] = [targets[k] for k in observed]
+    return rows
+
+
+def split_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Patients per split and outcome (paper: 133 train = 56 ER + 77 NER; 58 validation = 23 ER + 35 NER)."""
+    counts = pd.crosstab(table["split"], table["er"].map({0: "NER", 1: "ER"}), margins=True, margins_name="all")
+    counts = counts.reindex(columns=["NER", "ER", "all"], fill_value=0)
+    counts["ER share"] = counts["ER"] / counts["all"]
+    return counts.rename_axis(index="set", columns=None).reset_index()
+
+
+def manifest_overview(table: pd.DataFrame) -> pd.DataFrame:
+    """Per manifest column: how many patients have a value, and a one-line summary (no paths, no identifiers)."""
+    rows = []
+    for col in MANIFEST_COLUMNS:
+        if col in ("patient_id",):
+            continue
+        values = table[col]
+        present = int(values.notna().sum())
+        if col in PATH_COLUMNS:
+            summary = "file given" if present else "not given"
+        elif col in ("gender", "scanner") or col in ALLOWED_VALUES:
+            summary = ", ".join(f"{k}: {v}" for k, v in values.value_counts().sort_index().items())
+        else:
+            summary = f"{values.mean():.3g} ± {values.std():.3g} (median {values.median():.3g})" if present else ""
+        rows.append({"column": col, "patients with a value": present, "missing": len(table) - present,
+                     "summary": summary})
+    return pd.DataFrame(rows)
+
+
+def write_split(table: pd.DataFrame, run) -> Path:
+    """``tables/cohort_split.csv`` (patient_id, er, split): the one split every later notebook reads."""
+    path = run.tables / "cohort_split.csv"
+    table[["patient_id", "er", "split"]].to_csv(path, index=False)
+    return path

@@ -1,0 +1,58 @@
+"""Small helpers the notebooks call so their code cells stay one to three lines.
+
+Every notebook starts with::
+
+    params, run = setup(params_file, run_dir)
+
+and shows results with ``show_table`` and ``save_figure`` (which writes ``run_dir/figures/NAME.png`` and returns the
+figure so Jupyter displays it).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hcc_utils.config import Params, load_params
+from hcc_utils.run_folder import RunFolder
+
+
+def setup(params_file: str | Path, run_dir: str | Path) -> tuple[Params, RunFolder]:
+    """Load the run's parameters, seed every generator, set plotting and display defaults.
+
+    ``run_dir`` is created when it does not exist (stepping through in JupyterLab); when the runner executes the
+    notebook it passes the run folder it made and ``params_file`` is that folder's ``params.yaml``.
+    """
+    import matplotlib.pyplot as plt
+
+    params = load_params(params_file)
+    run = RunFolder(Path(run_dir))
+    run.root.mkdir(parents=True, exist_ok=True)
+    random.seed(params.seed)
+    np.random.seed(params.seed)
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 130, "savefig.bbox": "tight",
+                         "axes.spines.top": False, "axes.spines.right": False})
+    pd.set_option("display.max_columns", 40)
+    pd.set_option("display.width", 160)
+    pd.set_option("display.precision", 3)
+    return params, run
+
+
+def save_figure(fig, run: RunFolder, name: str):
+    """Save ``fig`` as ``figures/NAME.png`` in the run folder and return it (so the notebook shows it once)."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(run.figures / f"{name}.png")
+    plt.close(fig)
+    return fig
+
+
+def show_table(table: pd.DataFrame, run: RunFolder | None = None, name: str | None = None,
+               precision: int = 3):
+    """Return a styled table for display; with ``run`` and ``name`` also write ``tables/NAME.csv``."""
+    if run is not None and name is not None:
+        table.to_csv(run.tables / f"{name}.csv", index=False)
+    return table.style.format(precision=precision, na_rep="–").hide(axis="index")

@@ -1,0 +1,1 @@
+"""Figures, one module per stage; every function returns a matplotlib Figure."""

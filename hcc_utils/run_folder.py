@@ -1,0 +1,102 @@
+"""The layout of one run folder (``runs/NAME/``) and the log of excluded or warned patients.
+
+Every stage writes only inside its run folder::
+
+    runs/NAME/
+      params.yaml         the validated parameters of this run
+      provenance.json     params, package versions, git commit, seeds, cohort hash, times
+      notebooks/          the executed notebooks
+      tables/             one CSV per paper table (architecture.md formats)
+      figures/            PNG figures
+      cache/              per-patient intermediate results (stacks, radiomics), reused on resume
+      models/             fitted models and CNN state dicts
+      predictions/        per-slice and per-patient predictions
+      exclusions.csv      patients excluded or warned, by stage, with the reason
+      book/               the rendered report
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+EXCLUSION_COLUMNS = ["patient_id", "stage", "severity", "file", "message"]
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths inside one run folder; sub-folders are created on first access."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).resolve())
+
+    def _sub(self, name: str) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def tables(self) -> Path:
+        return self._sub("tables")
+
+    @property
+    def figures(self) -> Path:
+        return self._sub("figures")
+
+    @property
+    def cache(self) -> Path:
+        return self._sub("cache")
+
+    @property
+    def models(self) -> Path:
+        return self._sub("models")
+
+    @property
+    def predictions(self) -> Path:
+        return self._sub("predictions")
+
+    @property
+    def notebooks(self) -> Path:
+        return self._sub("notebooks")
+
+    @property
+    def params_file(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def exclusions_file(self) -> Path:
+        return self.root / "exclusions.csv"
+
+    def record_issue(self, patient_id: str, stage: str, severity: str, file: str | Path | None,
+                     message: str) -> None:
+        """Append one excluded (``severity='excluded'``) or warned (``'warning'``) patient to exclusions.csv.
+
+        ``file`` is shown by name only, so no folder names (which may hold identifiers) leak into the report.
+        """
+        if severity not in ("excluded", "warning"):
+            raise ValueError(f"severity must be 'excluded' or 'warning', got {severity!r}")
+        self.root.mkdir(parents=True, exist_ok=True)
+        new = not self.exclusions_file.exists()
+        with self.exclusions_file.open("a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(EXCLUSION_COLUMNS)
+            writer.writerow([patient_id, stage, severity, Path(file).name if file else "", message])
+
+    def exclusions(self, stage: str | None = None) -> pd.DataFrame:
+        """The exclusion log (optionally one stage's rows), an empty table when nothing was logged."""
+        if not self.exclusions_file.exists():
+            return pd.DataFrame(columns=EXCLUSION_COLUMNS)
+        table = pd.read_csv(self.exclusions_file, dtype=str).fillna("")
+        table = table.drop_duplicates()
+        return table if stage is None else table[table["stage"] == stage].reset_index(drop=True)
+
+    def excluded_ids(self) -> set[str]:
+        """Patients excluded at any stage so far."""
+        table = self.exclusions()
+        return set(table.loc[table["severity"] == "excluded", "patient_id"])

@@ -1,0 +1,202 @@
+"""The runner: papermill executes the ordered notebooks into a run folder, then jupyter-book renders them.
+
+``NOTEBOOKS`` is the one ordered list of the book; the book's table of contents is generated from it, so the two
+cannot drift. One Python process runs the notebooks in order, passing each the run's validated parameter file and
+the run folder through its ``parameters`` cell. A run folder is never overwritten: a new run gets a new folder, and
+``resume=True`` continues an existing one, skipping notebooks that already finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from hcc_utils.config import Params, load_params
+from hcc_utils.provenance import write_provenance
+from hcc_utils.run_folder import RunFolder
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+BOOK_TEMPLATE_DIR = PROJECT_ROOT / "book"
+
+#: The book, in run order: (notebook file stem, chapter title in the table of contents).
+NOTEBOOKS: list[tuple[str, str]] = [
+    ("01_preprocessing", "Cohort and preprocessing"),
+]
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or continue; the message says why and what to do."""
+
+
+class NotebookFailed(RunError):
+    """A notebook raised; names the notebook, the failing cell and where the partly executed notebook is."""
+
+    def __init__(self, notebook: str, cell_index: int, exec_count: int | None, source: str, error: str,
+                 kept: Path, hint: str) -> None:
+        self.notebook, self.cell_index, self.exec_count, self.error, self.kept = (
+            notebook, cell_index, exec_count, error, kept)
+        first_line = next((line for line in source.splitlines() if line.strip()), "")
+        super().__init__(
+            f"notebook {notebook}.ipynb failed in cell {cell_index} (In [{exec_count}]: {first_line}): {error}\n"
+            f"  the partly executed notebook is kept at {kept}\n  {hint}")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    html_index: Path | None
+    executed: list[str]
+    skipped: list[str]
+
+
+def _new_run_dir(base: Path) -> Path:
+    """``base`` if free, else ``base-2``, ``base-3``, ... (an existing run is never reused silently)."""
+    if not base.exists():
+        return base
+    k = 2
+    while base.with_name(f"{base.name}-{k}").exists():
+        k += 1
+    return base.with_name(f"{base.name}-{k}")
+
+
+def resolve_run_dir(params: Params, out: Path | None, resume: bool, runs_root: Path) -> Path:
+    """The run folder: ``out`` when given (refused if it exists, unless resuming), else a fresh ``runs/NAME``."""
+    if out is None:
+        if resume:
+            raise RunError("--resume needs --out: name the run folder to continue")
+        return _new_run_dir(runs_root / params.name)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise RunError(f"run folder {out} already exists and is never overwritten: choose another --out, or "
+                       f"add --resume to continue it (finished notebooks are skipped)")
+    return out
+
+
+def _status(run: RunFolder) -> dict:
+    path = run.root / "status.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write_status(run: RunFolder, status: dict) -> None:
+    (run.root / "status.json").write_text(json.dumps(status, indent=2))
+
+
+def _check_resume_params(run: RunFolder, params: Params) -> None:
+    if not run.params_file.exists():
+        return
+    before = yaml.safe_load(run.params_file.read_text())
+    now = params.model_dump(mode="json")
+    if before != now:
+        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+        raise RunError(f"cannot resume {run.root}: its params differ from these in {changed}; start a new run "
+                       "(leave out --out) so both results are kept")
+
+
+def execute_notebook(name: str, run: RunFolder, notebook_dir: Path, hint: str) -> float:
+    """Execute one notebook with papermill into ``run/notebooks``; returns its wall time in seconds."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    source = notebook_dir / f"{name}.ipynb"
+    if not source.is_file():
+        raise RunError(f"notebook {source} not found (the book's list is hcc_utils/runner.py NOTEBOOKS)")
+    target = run.notebooks / f"{name}.ipynb"
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(source), str(target), kernel_name="python3", cwd=str(run.notebooks),
+                            parameters={"params_file": str(run.params_file), "run_dir": str(run.root)},
+                            progress_bar=False, log_output=False, report_mode=False)
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(name, exc.cell_index, exc.exec_count, exc.source, f"{exc.ename}: {exc.evalue}",
+                             target, hint) from None
+    return time.perf_counter() - start
+
+
+def run_book(params_file: Path | str, out: Path | str | None = None, resume: bool = False,
+             build: bool = True, notebooks: list[tuple[str, str]] | None = None,
+             notebook_dir: Path = NOTEBOOK_DIR, runs_root: Path | None = None, echo=print) -> RunResult:
+    """Execute the book's notebooks in order into a run folder and render the HTML report.
+
+    Args:
+        params_file: a YAML file in ``params/`` (validated before anything is written).
+        out: the run folder; default ``runs/<params.name>`` or the next free ``-2``, ``-3`` name.
+        resume: continue ``out``, skipping notebooks that finished (the params must be the same).
+        build: render the book with jupyter-book after the notebooks ran.
+        notebooks: the ordered (stem, title) list; default ``NOTEBOOKS``.
+    """
+    params_file = Path(params_file)
+    params = load_params(params_file)
+    notebooks = notebooks if notebooks is not None else NOTEBOOKS
+    run_dir = resolve_run_dir(params, Path(out) if out else None, resume,
+                              runs_root or PROJECT_ROOT / "runs")
+    run = RunFolder(run_dir)
+    run.root.mkdir(parents=True, exist_ok=True)
+    if resume:
+        _check_resume_params(run, params)
+    run.params_file.write_text(f"# validated copy of {params_file}\n" + params.dump_yaml())
+    status = _status(run)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    hint = (f"fix the cause, then continue with: python -m hcc_utils run --params {params_file} "
+            f"--out {run.root} --resume")
+    executed, skipped = [], []
+    write_provenance(run, params, params_file, started, status)
+    echo(f"Run folder: {run.root}")
+    for k, (name, _title) in enumerate(notebooks, 1):
+        if resume and status.get(name, {}).get("state") == "done":
+            echo(f"[{k}/{len(notebooks)}] {name}: finished before, skipped")
+            skipped.append(name)
+            continue
+        echo(f"[{k}/{len(notebooks)}] {name} ...")
+        status[name] = {"state": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        _write_status(run, status)
+        try:
+            seconds = execute_notebook(name, run, Path(notebook_dir), hint)
+        except NotebookFailed:
+            status[name]["state"] = "failed"
+            _write_status(run, status)
+            write_provenance(run, params, params_file, started, status)
+            raise
+        status[name].update(state="done", seconds=round(seconds, 1))
+        _write_status(run, status)
+        executed.append(name)
+        echo(f"[{k}/{len(notebooks)}] {name}: done in {seconds:.0f} s")
+    html = build_book(run, notebooks, params) if build else None
+    write_provenance(run, params, params_file, started, status, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return RunResult(run.root, html, executed, skipped)
+
+
+def table_of_contents(notebooks: list[tuple[str, str]]) -> dict:
+    """The jupyter-book ``_toc.yml`` for the ordered notebook list."""
+    return {"format": "jb-book", "root": "intro",
+            "chapters": [{"file": f"notebooks/{name}"} for name, _ in notebooks]}
+
+
+def build_book(run: RunFolder, notebooks: list[tuple[str, str]], params: Params) -> Path:
+    """Render the executed notebooks (never re-executed) into ``run/book/_build/html``; returns index.html."""
+    book = run.root / "book"
+    (book / "notebooks").mkdir(parents=True, exist_ok=True)
+    for name, _ in notebooks:
+        shutil.copy2(run.notebooks / f"{name}.ipynb", book / "notebooks" / f"{name}.ipynb")
+    shutil.copy2(BOOK_TEMPLATE_DIR / "_config.yml", book / "_config.yml")
+    intro = (BOOK_TEMPLATE_DIR / "intro.md").read_text()
+    chapters = "\n".join(f"{k}. {title} (`{name}`)" for k, (name, title) in enumerate(notebooks, 1))
+    intro = intro.replace("{{run_name}}", run.root.name).replace("{{protocol}}", params.protocol)
+    intro = intro.replace("{{chapters}}", chapters).replace("{{params}}", params.dump_yaml())
+    (book / "intro.md").write_text(intro)
+    (book / "_toc.yml").write_text(yaml.safe_dump(table_of_contents(notebooks), sort_keys=False))
+    jb = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jb) if jb.exists() else "jupyter-book", "build", str(book), "--builder", "html"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    (run.root / "book_build.log").write_text(done.stdout + done.stderr)
+    index = book / "_build" / "html" / "index.html"
+    if done.returncode != 0 or not index.exists():
+        raise RunError(f"jupyter-book could not render the report (see {run.root / 'book_build.log'})")
+    return index

@@ -1,0 +1,88 @@
+"""Parameter validation: errors name the key, the value and the file."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hcc_utils.config import ParamsError, load_params
+
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+
+
+def write(tmp_path: Path, data: dict, name: str = "p.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BASE = {"name": "t", "cohort": {"synthetic": {"n": 20, "image_size": 64}}}
+
+
+@pytest.mark.parametrize("name", ["smoke", "default", "paper"])
+def test_shipped_params_validate(name):
+    params = load_params(PARAMS_DIR / f"{name}.yaml")
+    assert params.name == name
+    assert params.protocol in ("leak_free", "onekey_compat")
+
+
+def test_unknown_key_names_key_value_and_file(tmp_path):
+    path = write(tmp_path, {**BASE, "slices": {"ofsets": [0, 1]}})
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert str(path) in message and "slices.ofsets" in message and "[0, 1]" in message and "unknown key" in message
+
+
+def test_wrong_type_names_key_and_value(tmp_path):
+    path = write(tmp_path, {**BASE, "cnn": {"batch_size": "many"}})
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    assert "cnn.batch_size" in str(err.value) and "'many'" in str(err.value) and str(path) in str(err.value)
+
+
+def test_out_of_range_value(tmp_path):
+    path = write(tmp_path, {**BASE, "preprocess": {"window_width_hu": -5}})
+    with pytest.raises(ParamsError, match=r"preprocess\.window_width_hu.*-5"):
+        load_params(path)
+
+
+def test_protocol_is_checked(tmp_path):
+    path = write(tmp_path, {**BASE, "protocol": "leaky"})
+    with pytest.raises(ParamsError, match="protocol.*'leaky'"):
+        load_params(path)
+    assert load_params(write(tmp_path, {**BASE, "protocol": "onekey_compat"}, "ok.yaml")).protocol == "onekey_compat"
+
+
+def test_cohort_needs_exactly_one_source(tmp_path):
+    with pytest.raises(ParamsError, match="exactly one of 'synthetic' or 'manifest'"):
+        load_params(write(tmp_path, {"cohort": {}}))
+    both = {"cohort": {"synthetic": {"n": 20}, "manifest": "c.csv"}}
+    with pytest.raises(ParamsError, match="exactly one"):
+        load_params(write(tmp_path, both, "both.yaml"))
+
+
+def test_manifest_is_relative_to_params_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    params = load_params(write(tmp_path / "sub", {"cohort": {"manifest": "../cohort.csv"}}))
+    assert params.cohort.manifest == (tmp_path / "cohort.csv").resolve()
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cohort: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)
+
+
+def test_offsets_must_hold_the_centre(tmp_path):
+    with pytest.raises(ParamsError, match="offsets must contain 0"):
+        load_params(write(tmp_path, {**BASE, "slices": {"offsets": [-1, 1]}}))
+
+
+def test_dump_round_trips(tmp_path):
+    params = load_params(PARAMS_DIR / "smoke.yaml")
+    again = load_params(write(tmp_path, yaml.safe_load(params.dump_yaml())))
+    assert again.model_dump() == params.model_dump()

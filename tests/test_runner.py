@@ -1,0 +1,111 @@
+"""The runner: order, never overwriting, resuming, and naming a failing notebook and cell."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from hcc_utils.config import ParamsError
+from hcc_utils.runner import NOTEBOOKS, NotebookFailed, RunError, run_book, table_of_contents
+
+
+def make_notebook(folder: Path, name: str, body: str) -> None:
+    cells = [new_markdown_cell(f"# {name}"),
+             new_code_cell('params_file = "x"\nrun_dir = "y"', metadata={"tags": ["parameters"]}),
+             new_code_cell("from pathlib import Path\nimport json"),
+             new_code_cell(body)]
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    nbformat.write(nb, folder / f"{name}.ipynb")
+
+
+@pytest.fixture
+def project(tmp_path):
+    """Two notebooks that append to a log in the run folder, a params file over a tiny manifest."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    log = "with open(Path(run_dir) / 'log.txt', 'a') as fh:\n    fh.write('{}\\n')"
+    make_notebook(nbs, "a_first", log.format("a"))
+    make_notebook(nbs, "b_second", log.format("b") + "\nassert not (Path(run_dir) / 'fail').exists(), 'told to fail'")
+    pd.DataFrame({"patient_id": ["P1"], "image": ["i.nii.gz"], "mask": ["m.nii.gz"], "er": [1]}).to_csv(
+        tmp_path / "cohort.csv", index=False)
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"name": "t", "cohort": {"manifest": "cohort.csv"}}))
+    return {"nbs": nbs, "params": params, "root": tmp_path,
+            "list": [("a_first", "First"), ("b_second", "Second")]}
+
+
+def run(project, **kw):
+    return run_book(project["params"], notebooks=project["list"], notebook_dir=project["nbs"], build=False,
+                    runs_root=project["root"] / "runs", echo=lambda *_: None, **kw)
+
+
+def log_of(run_dir: Path) -> list[str]:
+    return (run_dir / "log.txt").read_text().split()
+
+
+def test_runs_in_order_and_records_provenance(project):
+    result = run(project)
+    assert result.run_dir == project["root"] / "runs" / "t"
+    assert log_of(result.run_dir) == ["a", "b"]
+    assert (result.run_dir / "notebooks" / "b_second.ipynb").is_file()
+    prov = json.loads((result.run_dir / "provenance.json").read_text())
+    assert prov["params"]["name"] == "t" and prov["ended"] and prov["seeds"]["seed"] == 0
+    assert prov["cohort_manifest"]["sha256"] and prov["packages"]["papermill"]
+    assert prov["notebooks"]["a_first"]["state"] == "done"
+    executed = nbformat.read(result.run_dir / "notebooks" / "a_first.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert str(result.run_dir) in injected[0].source
+
+
+def test_never_overwrites(project):
+    first = run(project)
+    second = run(project)
+    assert second.run_dir == first.run_dir.with_name("t-2")
+    assert log_of(first.run_dir) == ["a", "b"]
+    with pytest.raises(RunError, match="already exists and is never overwritten"):
+        run(project, out=first.run_dir)
+    assert log_of(first.run_dir) == ["a", "b"]
+
+
+def test_failure_names_notebook_and_cell_then_resume(project):
+    out = project["root"] / "runs" / "r"
+    out.mkdir(parents=True)
+    (out / "fail").touch()
+    with pytest.raises(NotebookFailed) as err:
+        run(project, out=out, resume=True)
+    message = str(err.value)
+    assert "b_second.ipynb" in message and "cell 4 (In [4]: with open" in message and "told to fail" in message
+    assert "--resume" in message
+    kept = nbformat.read(out / "notebooks" / "b_second.ipynb", as_version=4)
+    assert any(o.get("ename") == "AssertionError" for c in kept.cells for o in c.get("outputs", []))
+    (out / "fail").unlink()
+    result = run(project, out=out, resume=True)
+    assert result.skipped == ["a_first"] and result.executed == ["b_second"]
+    assert log_of(out) == ["a", "b", "b"]
+
+
+def test_resume_refuses_changed_params(project):
+    out = project["root"] / "runs" / "r2"
+    run(project, out=out)
+    project["params"].write_text(yaml.safe_dump({"name": "t", "seed": 5, "cohort": {"manifest": "cohort.csv"}}))
+    with pytest.raises(RunError, match="params differ"):
+        run(project, out=out, resume=True)
+
+
+def test_bad_params_fail_before_any_folder_is_made(project):
+    project["params"].write_text(yaml.safe_dump({"name": "t", "cohort": {"manifest": "cohort.csv"}, "sed": 1}))
+    with pytest.raises(ParamsError, match="unknown key 'sed'"):
+        run(project)
+    assert not (project["root"] / "runs").exists()
+
+
+def test_toc_follows_the_notebook_list():
+    toc = table_of_contents(NOTEBOOKS)
+    assert [c["file"] for c in toc["chapters"]] == [f"notebooks/{name}" for name, _ in NOTEBOOKS]
+    for name, _ in NOTEBOOKS:
+        assert (Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb").is_file()
