@@ -32,7 +32,7 @@ def setup(params_file: str | Path, run_dir: str | Path) -> tuple[Params, RunFold
     run = RunFolder(Path(run_dir))
     run.root.mkdir(parents=True, exist_ok=True)
     random.seed(params.seed)
-    np.random.seed(params.seed)
+    np.random.seed(params.seed)  # noqa: NPY002 (libraries that still use the global generator)
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 130, "savefig.bbox": "tight",
                          "axes.spines.top": False, "axes.spines.right": False})
     pd.set_option("display.max_columns", 40)
