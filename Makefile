@@ -10,7 +10,6 @@ VENV_ROOT ?= $(or $(HCC_VENV_ROOT),$(HOME)/.cache/hcc_2p5d/venvs)
 VENV ?= $(VENV_ROOT)/py311-$(REQ_HASH)
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
-export MPLBACKEND ?= Agg
 
 .PHONY: help venv report smoke paper test lint lab clean-runs
 

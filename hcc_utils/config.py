@@ -112,7 +112,16 @@ class PreprocessConfig(_Section):
     interpolator: Literal["bspline", "linear"] = "bspline"
     window_width_hu: float = Field(259.0, gt=0)
     window_level_hu: float = Field(40.0, ge=-1000, le=3000)
-    geometry_tolerance: float = Field(1e-3, gt=0, description="relative tolerance for image/mask geometry")
+    geometry_tolerance: float = Field(1e-3, gt=0, le=0.5, description="image/mask geometry: spacing relative, "
+                                      "origin in voxels, direction cosines absolute")
+    outside_value_hu: float = Field(-1024.0, description="value of crop pixels outside the scan (air)")
+
+    @field_validator("spacing_mm")
+    @classmethod
+    def _positive_spacing(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(v) <= 0 or max(v) > 10:
+            raise ValueError("spacing_mm must be three values in (0, 10] mm")
+        return v
 
 
 class SlicesConfig(_Section):
@@ -122,7 +131,11 @@ class SlicesConfig(_Section):
     margin_mm: float = Field(0.0, ge=0, le=100, description="added around the central tumour box")
     size: int = Field(224, ge=16, le=1024, description="CNN input size, pixels")
     mask_label: int = Field(1, ge=1)
-    largest_component_only: bool = True
+    largest_component_only: bool = Field(True, description="keep the largest connected lesion (26-connected "
+                                         "voxels) when the mask has several; a warning is recorded either way")
+    other_labels: Literal["error", "ignore"] = Field("error", description="a mask label other than 0 and "
+                                                     "mask_label: exclude the patient (error) or ignore it")
+    n_jobs: int = Field(1, ge=1, le=64, description="patients processed in parallel")
 
     @field_validator("offsets")
     @classmethod

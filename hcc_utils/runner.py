@@ -9,10 +9,12 @@ the run folder through its ``parameters`` cell. A run folder is never overwritte
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,6 +102,23 @@ def _check_resume_params(run: RunFolder, params: Params) -> None:
                        "(leave out --out) so both results are kept")
 
 
+@contextmanager
+def _kernel_environment():
+    """Kernels inherit this process's environment: the project root on PYTHONPATH, figures inline."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND")}
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *[p for p in paths if p != str(PROJECT_ROOT)]])
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def execute_notebook(name: str, run: RunFolder, notebook_dir: Path, hint: str) -> float:
     """Execute one notebook with papermill into ``run/notebooks``; returns its wall time in seconds."""
     import papermill as pm
@@ -111,9 +130,10 @@ def execute_notebook(name: str, run: RunFolder, notebook_dir: Path, hint: str) -
     target = run.notebooks / f"{name}.ipynb"
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(source), str(target), kernel_name="python3", cwd=str(run.notebooks),
-                            parameters={"params_file": str(run.params_file), "run_dir": str(run.root)},
-                            progress_bar=False, log_output=False, report_mode=False)
+        with _kernel_environment():
+            pm.execute_notebook(str(source), str(target), kernel_name="python3", cwd=str(run.notebooks),
+                                parameters={"params_file": str(run.params_file), "run_dir": str(run.root)},
+                                progress_bar=False, log_output=False, report_mode=False)
     except PapermillExecutionError as exc:
         raise NotebookFailed(name, exc.cell_index, exc.exec_count, exc.source, f"{exc.ename}: {exc.evalue}",
                              target, hint) from None
