@@ -1,0 +1,313 @@
+"""Comparison of the three models (method.md section 6, the paper's Table 4 and Fig. 5): Table 4, DeLong
+tests, ROC, decision and calibration curves, the sample-size check, and (synthetic cohorts only) the oracle
+AUC.
+
+Input: stage 05's per-patient prediction files, read by ``hcc_utils.model_predictions``. Validation rows
+always use ``prob`` (the final model, fitted on training patients only); training rows use ``prob`` (apparent:
+the final model on its own training patients, as the paper reports) or ``prob_oof`` (out-of-fold), by
+``params.evaluation.train_predictions``. A model whose file is missing (e.g. radiomics disabled) is skipped
+with a note. Outputs (architecture.md formats): ``tables/table4_models.csv`` and ``tables/delong.csv``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from hcc_utils import calibration, sample_size, stats
+from hcc_utils.config import EvaluationConfig, Params
+from hcc_utils.model_predictions import (  # noqa: F401  (re-exported: the notebook calls comparison.*)
+    DATASETS,
+    MODELS,
+    PREDICTION_COLUMNS,
+    ModelPredictions,
+    load_predictions,
+    predictions_file,
+)
+from hcc_utils.run_folder import RunFolder
+
+TABLE4_COLUMNS = ["dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"]
+DELONG_COLUMNS = ["dataset", "model_a", "model_b", "auc_a", "auc_b", "z", "p"]
+ORACLE_COLUMNS = ["model", "n", "auc", "auc_low", "auc_high", "oracle_auc", "oracle_low", "oracle_high"]
+TRUTH_COLUMN_CANDIDATES = ("er_probability", "p_er", "true_er_probability", "er_prob", "prob_er")
+
+
+@contextmanager
+def _about(model: str, dataset: str):
+    """Re-raise a statistics error with the model and set it concerns."""
+    try:
+        yield
+    except stats.DegenerateScoreError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{model}, {dataset} set: {exc}") from exc
+
+
+def _auc_with_ci(y, score, level: float, notes: list[str], what: str) -> tuple[float, float, float]:
+    """AUC and DeLong CI; for a constant score the AUC (0.5) with a NaN interval and a note."""
+    try:
+        return stats.auc_ci(y, score, level)
+    except stats.DegenerateScoreError as exc:
+        notes.append(f"{what}: {exc}; interval left empty")
+        return stats.auc(y, score), float("nan"), float("nan")
+
+
+def thresholds_for(preds: ModelPredictions, evaluation: EvaluationConfig) -> dict[str, float]:
+    """Each model's cut-off: the fixed one, or Youden's J on its TRAINING predictions (used on validation)."""
+    cut = {}
+    for model in preds.models:
+        if evaluation.threshold == "fixed":
+            cut[model] = evaluation.fixed_threshold
+        else:
+            train = preds.scores(model, "train")
+            with _about(model, "train"):
+                cut[model] = stats.youden_threshold(train["er"], train["score"])
+    return cut
+
+
+def threshold_table(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFrame:
+    """Each model's cut-off and where it comes from (for the notebook)."""
+    source = ("fixed (params.evaluation.fixed_threshold)" if evaluation.threshold == "fixed"
+              else f"Youden's J on training predictions ({preds.train_column})")
+    return pd.DataFrame([{"model": m, "threshold": t, "chosen": source}
+                         for m, t in thresholds_for(preds, evaluation).items()])
+
+
+def table4(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFrame:
+    """Table 4: accuracy, AUC (DeLong CI), sensitivity, specificity per model and set (fractions).
+
+    A model with a constant score gets AUC 0.5 with an empty interval; ``attrs["notes"]`` says so.
+    """
+    cut = thresholds_for(preds, evaluation)
+    rows, notes = [], []
+    for dataset in DATASETS:
+        for model in preds.models:
+            s = preds.scores(model, dataset)
+            with _about(model, dataset):
+                auc, low, high = _auc_with_ci(s["er"], s["score"], evaluation.ci_level, notes,
+                                              f"{model}, {dataset} set")
+                metrics = stats.classification_metrics(s["er"], s["score"], cut[model])
+            rows.append({"dataset": dataset, "model": model, "accuracy": metrics["accuracy"], "auc": auc,
+                         "auc_low": low, "auc_high": high, "sensitivity": metrics["sensitivity"],
+                         "specificity": metrics["specificity"]})
+    table = pd.DataFrame(rows, columns=TABLE4_COLUMNS)
+    table.attrs["notes"] = notes
+    return table
+
+
+def paired_scores(preds: ModelPredictions, dataset: str, models: list[str] | None = None) -> pd.DataFrame:
+    """``patient_id, er`` and one score column per model, on the patients that every model scored."""
+    models = models or preds.models
+    merged = None
+    for model in models:
+        s = preds.scores(model, dataset).rename(columns={"score": model})
+        merged = s if merged is None else merged.merge(s.drop(columns="er"), on="patient_id", how="inner")
+    return merged.reset_index(drop=True)
+
+
+def delong_table(preds: ModelPredictions) -> pd.DataFrame:
+    """DeLong's test for every pair of models on each set, on the patients both models scored.
+
+    Pairs are in ``MODELS`` order (DL-MIL vs Radiomics, DL-MIL vs Clinical, Radiomics vs Clinical); ``z > 0``
+    when model_a has the higher AUC. ``attrs["notes"]`` lists pairs compared on fewer patients than either
+    model's own rows, and pairs without a test (a constant score: z and p left empty).
+    """
+    rows, notes = [], []
+    for dataset in DATASETS:
+        for a, b in combinations(preds.models, 2):
+            pair = paired_scores(preds, dataset, [a, b])
+            n_a, n_b = len(preds.scores(a, dataset)), len(preds.scores(b, dataset))
+            if len(pair) < max(n_a, n_b):
+                notes.append(f"{dataset}: {a} vs {b} on the {len(pair)} patients both scored "
+                             f"({n_a} and {n_b})")
+            with _about(f"{a} vs {b}", dataset):
+                try:
+                    z, p = stats.delong_test(pair["er"], pair[a], pair[b])
+                except stats.DegenerateScoreError as exc:
+                    notes.append(f"{dataset}: {a} vs {b} not tested: {exc}")
+                    z, p = float("nan"), float("nan")
+                auc_a, auc_b = stats.auc(pair["er"], pair[a]), stats.auc(pair["er"], pair[b])
+            rows.append({"dataset": dataset, "model_a": a, "model_b": b, "auc_a": auc_a, "auc_b": auc_b,
+                         "z": z, "p": p})
+    table = pd.DataFrame(rows, columns=DELONG_COLUMNS)
+    table.attrs["notes"] = notes
+    return table
+
+
+def write_tables(preds: ModelPredictions, evaluation: EvaluationConfig, run: RunFolder
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Compute and write ``tables/table4_models.csv`` and ``tables/delong.csv``; return both tables."""
+    t4, dl = table4(preds, evaluation), delong_table(preds)
+    t4.to_csv(run.tables / "table4_models.csv", index=False)
+    dl.to_csv(run.tables / "delong.csv", index=False)
+    return t4, dl
+
+
+def roc_curve_table(preds: ModelPredictions) -> pd.DataFrame:
+    """Empirical ROC curves: ``dataset, model, fpr, tpr`` (fractions), all cut-offs kept."""
+    parts = []
+    for dataset in DATASETS:
+        for model in preds.models:
+            s = preds.scores(model, dataset)
+            with _about(model, dataset):
+                y, score = stats.check_inputs(s["er"], s["score"])
+            fpr, tpr, _ = roc_curve(y, score, drop_intermediate=False)
+            parts.append(pd.DataFrame({"dataset": dataset, "model": model, "fpr": fpr, "tpr": tpr}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def dca_thresholds(evaluation: EvaluationConfig) -> np.ndarray:
+    """The decision-curve threshold probabilities ``start, start + step, ..., stop`` (stop included)."""
+    start, stop, step = evaluation.dca_thresholds
+    return np.round(np.arange(start, stop + step / 2, step), 10)
+
+
+def decision_curve_table(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFrame:
+    """Net benefit per threshold for each model, "Treat all" and "Treat none", on each set (Fig. 5c,d).
+
+    Computed by ``dcurves.dca`` (the field's reference implementation; ``stats.net_benefit`` agrees with it)
+    on the patients every model scored, so the reference lines share one prevalence.
+
+    Returns:
+        ``dataset, model, threshold, net_benefit`` (threshold a probability, net benefit a fraction of
+        patients).
+    """
+    from dcurves import dca
+
+    thresholds = dca_thresholds(evaluation)
+    parts = []
+    for dataset in DATASETS:
+        data = paired_scores(preds, dataset)
+        data = data.assign(er=data["er"].astype(bool))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            result = dca(data=data, outcome="er", modelnames=preds.models, thresholds=list(thresholds))
+        result = result[["model", "threshold", "net_benefit"]].assign(dataset=dataset)
+        parts.append(result.replace({"model": {"all": "Treat all", "none": "Treat none"}}))
+    table = pd.concat(parts, ignore_index=True)[["dataset", "model", "threshold", "net_benefit"]]
+    return table.astype({"threshold": float, "net_benefit": float})
+
+
+def calibration_table(preds: ModelPredictions) -> pd.DataFrame:
+    """Brier score, calibration intercept and slope per model and set (``note`` says why a slope is NaN)."""
+    rows = []
+    for dataset in DATASETS:
+        for model in preds.models:
+            s = preds.scores(model, dataset)
+            with _about(model, dataset):
+                summary = calibration.calibration_summary(s["er"], s["score"])
+            rows.append({"dataset": dataset, "model": model, **summary})
+    return pd.DataFrame(rows, columns=["dataset", "model", "n", "brier", "intercept", "slope", "note"])
+
+
+def calibration_curve_table(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFrame:
+    """Calibration curves: ``dataset, model, mean_predicted, observed_fraction`` per bin."""
+    parts = []
+    for dataset in DATASETS:
+        for model in preds.models:
+            s = preds.scores(model, dataset)
+            with _about(model, dataset):
+                curve = calibration.calibration_curve_table(s["er"], s["score"], evaluation.calibration_bins,
+                                                            evaluation.calibration_strategy)
+            parts.append(curve.assign(dataset=dataset, model=model))
+    return pd.concat(parts, ignore_index=True)[["dataset", "model", "mean_predicted", "observed_fraction"]]
+
+
+def sample_size_table(evaluation: EvaluationConfig, preds: ModelPredictions | None = None) -> pd.DataFrame:
+    """The required ER/NER numbers (Hanley & McNeil 1982, as MedCalc) beside this run's sets and their
+    power."""
+    need = sample_size.auc_sample_size(evaluation.sample_size_auc, evaluation.sample_size_null_auc,
+                                       evaluation.sample_size_alpha, evaluation.sample_size_power,
+                                       evaluation.sample_size_ratio)
+    rows = [{"set": "required", "ER": need.n_positive, "NER": need.n_negative,
+             "power": evaluation.sample_size_power}]
+    if preds is not None:
+        first = next(iter(preds.frames.values()))
+        for dataset in DATASETS:
+            er = first.loc[first["split"] == dataset, "er"]
+            n_pos, n_neg = int(er.sum()), int(len(er) - er.sum())
+            power = (sample_size.auc_power(n_pos, n_neg, need.auc, need.null_auc, need.alpha)
+                     if n_pos and n_neg else float("nan"))
+            rows.append({"set": dataset, "ER": n_pos, "NER": n_neg, "power": power})
+    table = pd.DataFrame(rows)
+    table.attrs["method"] = need.method
+    return table
+
+
+def _generated_synthetic_manifest(params: Params) -> Path | None:
+    """The synthetic cohort's manifest when it has already been generated, else None (never generates).
+
+    Mirrors the cache folder of ``cohort.ensure_synthetic`` (tests/test_comparison.py checks the two agree).
+    """
+    from hcc_utils import cohort
+
+    cfg = params.cohort.synthetic
+    try:
+        key = cfg.cache_key()
+    except ImportError:  # no generator installed: the cohort cannot exist either
+        return None
+    manifest = cohort.data_home() / "cohorts" / f"synthetic-n{cfg.n}-s{cfg.seed}-{key}" / "cohort.csv"
+    return cohort.manifest_path(params) if manifest.is_file() else None
+
+
+def _truth_column(truth: pd.DataFrame, path: Path, column: str | None) -> str:
+    if column is not None:
+        if column not in truth.columns:
+            raise ValueError(f"{path.name}: no column '{column}' (columns: {list(truth.columns)})")
+        return column
+    for name in TRUTH_COLUMN_CANDIDATES:
+        if name in truth.columns:
+            return name
+    probs = [c for c in truth.columns if "prob" in c.lower()]
+    if len(probs) == 1:
+        return probs[0]
+    raise ValueError(f"{path.name}: cannot tell which column holds the true ER probability among "
+                     f"{list(truth.columns)}; pass probability_column")
+
+
+def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = None,
+                 probability_column: str | None = None) -> pd.DataFrame:
+    """Synthetic cohorts only: each model's validation AUC beside the oracle AUC on the same patients.
+
+    The oracle is the true ER probability of the generator (``ground_truth.csv`` beside the manifest): the
+    best AUC any model could reach on these patients. Ground truth is read here and nowhere else in the
+    comparison. When it is unavailable (a user's cohort, or a synthetic one not generated yet) the table is
+    empty and ``attrs["note"]`` says why.
+    """
+    empty = pd.DataFrame(columns=ORACLE_COLUMNS)
+    if manifest is None:
+        manifest = (_generated_synthetic_manifest(params) if params.cohort.synthetic is not None
+                    else params.cohort.manifest)
+    path = Path(manifest).parent / "ground_truth.csv" if manifest is not None else None
+    if path is None or not path.is_file():
+        empty.attrs["note"] = ("No ground truth for this cohort (only a generated synthetic cohort has "
+                               "ground_truth.csv); the oracle comparison is unavailable.")
+        return empty
+    truth = pd.read_csv(path, dtype={"patient_id": str})
+    column = _truth_column(truth, path, probability_column)
+    truth = truth.set_index("patient_id")[column]
+    preds = load_predictions(run, params.evaluation.train_predictions)
+    rows, notes = [], []
+    for model in preds.models:
+        s = preds.scores(model, "validation")
+        missing = sorted(set(s["patient_id"]) - set(truth.index))
+        if missing:
+            raise ValueError(f"{path.name}: no true probability for patients {missing[:5]}; the predictions "
+                             "come from another cohort than this run's parameters name")
+        oracle = truth.loc[s["patient_id"]].to_numpy(dtype=float)
+        level = params.evaluation.ci_level
+        with _about(model, "validation"):
+            auc, low, high = _auc_with_ci(s["er"], s["score"], level, notes, model)
+            o_auc, o_low, o_high = _auc_with_ci(s["er"], oracle, level, notes, "oracle")
+        rows.append({"model": model, "n": len(s), "auc": auc, "auc_low": low, "auc_high": high,
+                     "oracle_auc": o_auc, "oracle_low": o_low, "oracle_high": o_high})
+    table = pd.DataFrame(rows, columns=ORACLE_COLUMNS)
+    table.attrs["note"] = " ".join([f"Oracle: the generator's true ER probability ('{column}' of "
+                                    "ground_truth.csv) on the same validation patients.", *notes])
+    return table

@@ -1,0 +1,134 @@
+"""The per-patient predictions of the three models (stage 05's output), read and checked for the comparison.
+
+Files: ``run.predictions/'<slug>_patients.csv'`` with columns ``patient_id, split, er, prob, prob_oof`` (slug
+``dl_mil``, ``radiomics``, ``clinical``). ``prob`` is the final model's probability of ER (fitted on training
+patients only); ``prob_oof`` is the out-of-fold probability of training patients (empty on validation rows).
+Validation rows always use ``prob``; training rows use ``prob`` (apparent) or ``prob_oof``, by
+``params.evaluation.train_predictions``. A model without a file is left out with a note.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hcc_utils.run_folder import RunFolder
+
+MODELS = {"DL-MIL": "dl_mil", "Radiomics": "radiomics", "Clinical": "clinical"}
+"""model name in the tables -> file slug"""
+DATASETS = ("train", "validation")
+PREDICTION_COLUMNS = ["patient_id", "split", "er", "prob", "prob_oof"]
+TRAIN_COLUMN = {"apparent": "prob", "out_of_fold": "prob_oof"}
+
+
+def predictions_file(run: RunFolder, model: str) -> Path:
+    """``run.predictions/'<slug>_patients.csv'`` for a model name of ``MODELS``."""
+    return run.predictions / f"{MODELS[model]}_patients.csv"
+
+
+@dataclass
+class ModelPredictions:
+    """Per-patient predictions of the models that are present, and a note for each model that is not.
+
+    ``frames[model]`` has the columns ``patient_id, split, er, prob, prob_oof``; ``train_column`` is the
+    column used for training rows (``"prob"`` apparent or ``"prob_oof"`` out-of-fold).
+    """
+
+    frames: dict[str, pd.DataFrame]
+    train_column: str = "prob"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.frames)
+
+    @property
+    def train_label(self) -> str:
+        """``"apparent"`` or ``"out-of-fold"``, for figure titles."""
+        return "apparent" if self.train_column == "prob" else "out-of-fold"
+
+    def scores(self, model: str, dataset: str) -> pd.DataFrame:
+        """``patient_id, er, score`` of one model on one set (the column this set uses, renamed ``score``)."""
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+        frame = self.frames[model]
+        column = self.train_column if dataset == "train" else "prob"
+        rows = frame.loc[frame["split"] == dataset, ["patient_id", "er", column]]
+        return rows.rename(columns={column: "score"}).reset_index(drop=True)
+
+    def describe(self) -> str:
+        """Which models are compared, on how many patients, with which training predictions (markdown)."""
+        kind = "apparent (`prob`)" if self.train_column == "prob" else "out-of-fold (`prob_oof`)"
+        lines = [f"Training rows use {kind} predictions; validation rows use `prob` (final model)."]
+        for model, frame in self.frames.items():
+            er_by_set = frame.groupby("split")["er"].agg(["size", "sum"])
+            counts = ", ".join(f"{d} {int(er_by_set.loc[d, 'size'])} ({int(er_by_set.loc[d, 'sum'])} ER)"
+                               if d in er_by_set.index else f"{d} 0" for d in DATASETS)
+            lines.append(f"- {model}: {counts}")
+        lines += [f"- {note}" for note in self.notes]
+        return "\n".join(lines)
+
+
+def _read_predictions(path: Path, model: str, train_column: str) -> pd.DataFrame:
+    frame = pd.read_csv(path, dtype={"patient_id": str})
+    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path.name} ({model}): missing column(s) {missing}; stage 05 writes "
+                         f"{PREDICTION_COLUMNS}. Re-run notebook 05.")
+    frame = frame[PREDICTION_COLUMNS].copy()
+    dupes = frame.loc[frame["patient_id"].duplicated(), "patient_id"].tolist()
+    if dupes:
+        raise ValueError(f"{path.name} ({model}): patients {dupes[:5]} appear more than once; one row per "
+                         "patient")
+    bad_split = frame.loc[~frame["split"].isin(DATASETS), "patient_id"].tolist()
+    if bad_split:
+        raise ValueError(f"{path.name} ({model}): split must be 'train' or 'validation'; patients "
+                         f"{bad_split[:5]}")
+    bad_er = frame.loc[~frame["er"].isin([0, 1]), "patient_id"].tolist()
+    if bad_er:
+        raise ValueError(f"{path.name} ({model}): er must be 0 or 1; patients {bad_er[:5]}")
+    frame["er"] = frame["er"].astype(int)
+    checks = [("prob", frame.index)]
+    if train_column == "prob_oof":
+        checks.append(("prob_oof", frame.index[frame["split"] == "train"]))
+    for column, rows in checks:
+        values = pd.to_numeric(frame.loc[rows, column], errors="coerce")
+        bad = frame.loc[rows][~np.isfinite(values) | (values < 0) | (values > 1)]["patient_id"].tolist()
+        if bad:
+            raise ValueError(f"{path.name} ({model}): '{column}' is missing or not a probability in [0, 1] "
+                             f"for patients {bad[:5]}; re-run notebook 05, or set "
+                             "evaluation.train_predictions")
+        frame.loc[rows, column] = values
+    return frame
+
+
+def load_predictions(run: RunFolder, train_predictions: str = "apparent") -> ModelPredictions:
+    """Read the prediction files of the models present; a missing file becomes a note, not an error.
+
+    Raises:
+        ValueError: no prediction file at all, a malformed file, or patients whose outcome differs between
+            files.
+    """
+    if train_predictions not in TRAIN_COLUMN:
+        raise ValueError(f"train_predictions must be one of {list(TRAIN_COLUMN)}, got {train_predictions!r}")
+    train_column = TRAIN_COLUMN[train_predictions]
+    frames, notes = {}, []
+    for model in MODELS:
+        path = predictions_file(run, model)
+        if not path.is_file():
+            notes.append(f"{model}: no {path.name} in the run's predictions folder (model disabled or stage "
+                         "05 not run); left out of the comparison")
+            continue
+        frames[model] = _read_predictions(path, model, train_column)
+    if not frames:
+        raise ValueError(f"{run.predictions}: no per-patient prediction files ({', '.join(MODELS.values())}"
+                         "_patients.csv); run notebook 05 first")
+    labels = pd.concat([f.set_index("patient_id")["er"].rename(m) for m, f in frames.items()], axis=1)
+    conflict = labels.index[labels.nunique(axis=1) > 1].tolist()
+    if conflict:
+        raise ValueError(f"patients {conflict[:5]} have different outcomes in different prediction files; "
+                         "the files come from different cohorts or runs: re-run notebook 05")
+    return ModelPredictions(frames=frames, train_column=train_column, notes=notes)

@@ -1,0 +1,352 @@
+"""hcc_utils.comparison and hcc_utils.plots.comparison on small synthetic per-patient prediction files."""
+
+import sys
+import types
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from hcc_utils import cohort, comparison, stats
+from hcc_utils.config import params_from_dict
+from hcc_utils.run_folder import RunFolder
+
+matplotlib.use("Agg")
+
+SIGNAL = {"DL-MIL": 2.5, "Radiomics": 1.2, "Clinical": 0.6}
+
+
+def make_predictions(n: int = 70, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """Per-patient predictions as stage 05 writes them: 50 training and 20 validation patients."""
+    rng = np.random.default_rng(seed)
+    ids = [f"P{i:03d}" for i in range(n)]
+    split = np.where(np.arange(n) < 50, "train", "validation")
+    er = np.tile([0, 1, 0, 1, 0], n // 5 + 1)[:n]
+    frames = {}
+    for model, signal in SIGNAL.items():
+        prob = np.round(expit(signal * (er - 0.5) * 2 + rng.normal(0, 1, n)), 2)  # rounding: ties
+        oof = np.where(split == "train", np.round(expit(0.5 * signal * (er - 0.5) + rng.normal(0, 1, n)), 2),
+                       np.nan)
+        frames[model] = pd.DataFrame({"patient_id": ids, "split": split, "er": er, "prob": prob,
+                                      "prob_oof": oof})
+    return frames
+
+
+def write(run: RunFolder, frames: dict[str, pd.DataFrame]) -> None:
+    for model, frame in frames.items():
+        frame.to_csv(comparison.predictions_file(run, model), index=False)
+
+
+def make_params(**evaluation):
+    return params_from_dict({"cohort": {"synthetic": {"n": 20, "image_size": 64}}, "evaluation": evaluation})
+
+
+@pytest.fixture
+def run(tmp_path) -> RunFolder:
+    run = RunFolder(tmp_path / "run")
+    write(run, make_predictions())
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_model_is_skipped_with_a_note(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    write(run, {m: frames[m] for m in ("DL-MIL", "Clinical")})
+    preds = comparison.load_predictions(run)
+    assert preds.models == ["DL-MIL", "Clinical"]
+    assert any(note.startswith("Radiomics") for note in preds.notes) and "Radiomics" in preds.describe()
+    evaluation = make_params().evaluation
+    assert len(comparison.table4(preds, evaluation)) == 4
+    assert comparison.delong_table(preds)[["model_a", "model_b"]].drop_duplicates().values.tolist() == [
+        ["DL-MIL", "Clinical"]]
+
+
+def test_no_prediction_file_at_all_says_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="notebook 05"):
+        comparison.load_predictions(RunFolder(tmp_path / "empty"))
+
+
+def test_bad_files_name_the_file_and_the_patients(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    frames["DL-MIL"].loc[3, "prob"] = np.nan
+    write(run, frames)
+    with pytest.raises(ValueError, match=r"dl_mil_patients\.csv.*P003"):
+        comparison.load_predictions(run)
+    frames = make_predictions()
+    write(run, {"DL-MIL": frames["DL-MIL"].drop(columns="prob_oof")})
+    with pytest.raises(ValueError, match=r"dl_mil_patients\.csv.*prob_oof"):
+        comparison.load_predictions(run)
+
+
+def test_out_of_fold_rows_must_be_complete_only_when_used(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    frames["Clinical"].loc[0, "prob_oof"] = np.nan
+    write(run, frames)
+    comparison.load_predictions(run, "apparent")
+    with pytest.raises(ValueError, match=r"clinical_patients\.csv.*prob_oof.*P000"):
+        comparison.load_predictions(run, "out_of_fold")
+
+
+def test_outcomes_that_differ_between_files_are_refused(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    frames["Radiomics"].loc[5, "er"] = 1 - frames["Radiomics"].loc[5, "er"]
+    write(run, frames)
+    with pytest.raises(ValueError, match="P005"):
+        comparison.load_predictions(run)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Table 4 and DeLong
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_table4_format_and_values(run):
+    preds = comparison.load_predictions(run)
+    table = comparison.table4(preds, make_params().evaluation)
+    assert list(table.columns) == comparison.TABLE4_COLUMNS
+    expected = [[d, m] for d in ("train", "validation") for m in SIGNAL]
+    assert table[["dataset", "model"]].values.tolist() == expected
+    frame = make_predictions()["Radiomics"]
+    val = frame[frame["split"] == "validation"]
+    row = table[(table["dataset"] == "validation") & (table["model"] == "Radiomics")].iloc[0]
+    auc_ci = stats.auc_ci(val["er"], val["prob"])
+    assert (row["auc"], row["auc_low"], row["auc_high"]) == pytest.approx(auc_ci)
+    metrics = stats.classification_metrics(val["er"], val["prob"], 0.5)
+    assert row["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert row["sensitivity"] == pytest.approx(metrics["sensitivity"])
+
+
+def test_out_of_fold_option_changes_training_rows_only(run):
+    evaluation = make_params().evaluation
+    apparent = comparison.table4(comparison.load_predictions(run, "apparent"), evaluation)
+    oof = comparison.table4(comparison.load_predictions(run, "out_of_fold"), evaluation)
+    pd.testing.assert_frame_equal(apparent[apparent["dataset"] == "validation"],
+                                  oof[oof["dataset"] == "validation"])
+    frame = make_predictions()["DL-MIL"]
+    train = frame[frame["split"] == "train"]
+    assert oof.loc[(oof["dataset"] == "train") & (oof["model"] == "DL-MIL"), "auc"].item() == pytest.approx(
+        stats.auc_ci(train["er"], train["prob_oof"])[0])
+
+
+def test_youden_threshold_is_fitted_on_training_rows_only(tmp_path):
+    evaluation = make_params(threshold="youden").evaluation
+    frames = make_predictions()
+    run_a, run_b = RunFolder(tmp_path / "a"), RunFolder(tmp_path / "b")
+    write(run_a, frames)
+    shuffled = {m: f.copy() for m, f in frames.items()}
+    for f in shuffled.values():  # validation scores scrambled: a leak would move the cut-offs
+        val = f["split"] == "validation"
+        f.loc[val, "prob"] = np.random.default_rng(1).permutation(f.loc[val, "prob"].to_numpy())
+    write(run_b, shuffled)
+    cut_a = comparison.thresholds_for(comparison.load_predictions(run_a), evaluation)
+    assert cut_a == comparison.thresholds_for(comparison.load_predictions(run_b), evaluation)
+    train = frames["DL-MIL"][frames["DL-MIL"]["split"] == "train"]
+    assert cut_a["DL-MIL"] == stats.youden_threshold(train["er"], train["prob"])
+    table = comparison.table4(comparison.load_predictions(run_a), evaluation)
+    val = frames["DL-MIL"][frames["DL-MIL"]["split"] == "validation"]
+    row = table[(table["dataset"] == "validation") & (table["model"] == "DL-MIL")].iloc[0]
+    expected = stats.classification_metrics(val["er"], val["prob"], cut_a["DL-MIL"])
+    assert row["sensitivity"] == expected["sensitivity"]
+
+
+def test_delong_table_format_pairs_and_values(run):
+    table = comparison.delong_table(comparison.load_predictions(run))
+    assert list(table.columns) == comparison.DELONG_COLUMNS
+    assert table[["dataset", "model_a", "model_b"]].values.tolist() == [
+        [d, a, b] for d in ("train", "validation")
+        for a, b in (("DL-MIL", "Radiomics"), ("DL-MIL", "Clinical"), ("Radiomics", "Clinical"))]
+    frames = make_predictions()
+    val = {m: f[f["split"] == "validation"] for m, f in frames.items()}
+    row = table[(table["dataset"] == "validation") & (table["model_b"] == "Clinical")
+                & (table["model_a"] == "DL-MIL")].iloc[0]
+    z, p = stats.delong_test(val["DL-MIL"]["er"], val["DL-MIL"]["prob"], val["Clinical"]["prob"])
+    assert (row["z"], row["p"]) == pytest.approx((z, p))
+    assert row["auc_a"] == pytest.approx(stats.auc_ci(val["DL-MIL"]["er"], val["DL-MIL"]["prob"])[0])
+    assert table.attrs["notes"] == []
+
+
+def test_delong_pairs_on_the_patients_both_models_scored(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    frames["Radiomics"] = frames["Radiomics"][frames["Radiomics"]["patient_id"] != "P060"]
+    write(run, frames)
+    table = comparison.delong_table(comparison.load_predictions(run))
+    assert any("validation: DL-MIL vs Radiomics on the 19 patients" in n for n in table.attrs["notes"])
+    dl = frames["DL-MIL"]
+    dl = dl[(dl["split"] == "validation") & (dl["patient_id"] != "P060")]
+    rad = frames["Radiomics"][frames["Radiomics"]["split"] == "validation"]
+    row = table[(table["dataset"] == "validation") & (table["model_b"] == "Radiomics")].iloc[0]
+    z, _ = stats.delong_test(dl["er"], dl["prob"].to_numpy(), rad["prob"].to_numpy())
+    assert row["z"] == pytest.approx(z)
+
+
+def test_a_constant_model_gets_empty_intervals_with_a_note_not_a_crash(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    clinical = frames["Clinical"]
+    clinical.loc[clinical["split"] == "validation", "prob"] = 0.4
+    write(run, frames)
+    preds = comparison.load_predictions(run)
+    t4 = comparison.table4(preds, make_params().evaluation)
+    row = t4[(t4["dataset"] == "validation") & (t4["model"] == "Clinical")].iloc[0]
+    assert row["auc"] == 0.5 and np.isnan(row["auc_low"]) and np.isnan(row["auc_high"])
+    assert row["specificity"] == 1.0  # 0.4 < 0.5: nobody called positive
+    assert any("Clinical, validation set" in n and "constant" in n for n in t4.attrs["notes"])
+    dl = comparison.delong_table(preds)
+    tested = dl[(dl["dataset"] == "validation") & (dl["model_b"] == "Clinical")]
+    assert tested["z"].isna().all() and (tested["auc_b"] == 0.5).all()
+    assert sum("not tested" in n for n in dl.attrs["notes"]) == 2
+
+
+def test_errors_name_the_model_and_the_set(tmp_path):
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    for frame in frames.values():
+        frame.loc[frame["split"] == "validation", "er"] = 0
+    write(run, frames)
+    with pytest.raises(ValueError, match="DL-MIL, validation set: .*only one class"):
+        comparison.table4(comparison.load_predictions(run), make_params().evaluation)
+
+
+def test_write_tables_writes_the_architecture_formats(run):
+    preds = comparison.load_predictions(run)
+    comparison.write_tables(preds, make_params().evaluation, run)
+    t4 = pd.read_csv(run.tables / "table4_models.csv")
+    dl = pd.read_csv(run.tables / "delong.csv")
+    assert list(t4.columns) == comparison.TABLE4_COLUMNS and len(t4) == 6
+    assert list(dl.columns) == comparison.DELONG_COLUMNS and len(dl) == 6
+    assert set(t4["dataset"]) == {"train", "validation"} and set(t4["model"]) == set(SIGNAL)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Curves and the sample-size table
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_decision_curves_through_dcurves_equal_net_benefit(run):
+    evaluation = make_params().evaluation
+    preds = comparison.load_predictions(run)
+    table = comparison.decision_curve_table(preds, evaluation)
+    thresholds = comparison.dca_thresholds(evaluation)
+    assert thresholds[0] == 0 and thresholds[-1] == pytest.approx(0.99) and len(thresholds) == 100
+    assert set(table["model"]) == {*SIGNAL, "Treat all", "Treat none"}
+    for dataset in ("train", "validation"):
+        part = table[table["dataset"] == dataset]
+        s = preds.scores("DL-MIL", dataset)
+        got = part.loc[part["model"] == "DL-MIL", "net_benefit"].to_numpy()
+        np.testing.assert_allclose(got, stats.net_benefit(s["er"], s["score"], thresholds), atol=1e-12)
+        everyone = part.loc[part["model"] == "Treat all", "net_benefit"].to_numpy()
+        treat_all = stats.net_benefit(s["er"], np.ones(len(s)), thresholds)
+        np.testing.assert_allclose(everyone, treat_all, atol=1e-12)
+        assert (part.loc[part["model"] == "Treat none", "net_benefit"] == 0).all()
+
+
+def test_roc_and_calibration_tables(run):
+    evaluation = make_params().evaluation
+    preds = comparison.load_predictions(run)
+    roc = comparison.roc_curve_table(preds)
+    first = roc.groupby(["dataset", "model"]).first()
+    assert (first["fpr"] == 0).all() and (roc.groupby(["dataset", "model"])["tpr"].last() == 1).all()
+    summary = comparison.calibration_table(preds)
+    assert len(summary) == 6 and summary["brier"].between(0, 1).all()
+    curves = comparison.calibration_curve_table(preds, evaluation)
+    assert curves.groupby(["dataset", "model"]).size().max() <= evaluation.calibration_bins
+
+
+def test_sample_size_table_beside_the_runs_sets(run):
+    table = comparison.sample_size_table(make_params().evaluation, comparison.load_predictions(run))
+    assert table.iloc[0][["set", "ER", "NER"]].tolist() == ["required", 13, 13]
+    assert table.set_index("set").loc["train", ["ER", "NER"]].tolist() == [20, 30]
+    assert "Hanley & McNeil" in table.attrs["method"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Oracle (synthetic cohorts only)
+# ----------------------------------------------------------------------------------------------------------
+
+
+def write_cohort(folder: Path, frames: dict[str, pd.DataFrame]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    base = next(iter(frames.values()))
+    truth = expit(2.0 * (base["er"] - 0.5) * 2 + np.random.default_rng(3).normal(0, 0.5, len(base)))
+    truth_table = pd.DataFrame({"patient_id": base["patient_id"], "latent_invasiveness": 0.0,
+                                "er_probability": truth})
+    truth_table.to_csv(folder / "ground_truth.csv", index=False)
+    base[["patient_id", "er"]].to_csv(folder / "cohort.csv", index=False)
+    return folder / "cohort.csv"
+
+
+def test_oracle_table_puts_model_auc_beside_the_true_probability(run, tmp_path):
+    frames = make_predictions()
+    manifest = write_cohort(tmp_path / "cohort", frames)
+    table = comparison.oracle_table(make_params(), run, manifest=manifest)
+    assert list(table.columns) == comparison.ORACLE_COLUMNS and table["model"].tolist() == list(SIGNAL)
+    truth = pd.read_csv(tmp_path / "cohort" / "ground_truth.csv", dtype={"patient_id": str})
+    val = frames["DL-MIL"][frames["DL-MIL"]["split"] == "validation"].merge(truth, on="patient_id")
+    assert table["oracle_auc"].iloc[0] == pytest.approx(stats.auc_ci(val["er"], val["er_probability"])[0])
+    assert table["n"].tolist() == [20, 20, 20] and "er_probability" in table.attrs["note"]
+
+
+def test_oracle_is_unavailable_without_ground_truth(run, tmp_path):
+    manifest = tmp_path / "mine" / "cohort.csv"
+    manifest.parent.mkdir()
+    manifest.write_text("patient_id,image,mask,er\n")
+    params = params_from_dict({"cohort": {"manifest": str(manifest)}})
+    table = comparison.oracle_table(params, run)
+    assert table.empty and "unavailable" in table.attrs["note"]
+
+
+def test_oracle_finds_a_generated_synthetic_cohort_and_never_generates_one(run, tmp_path, monkeypatch):
+    import hcc_utils
+
+    calls = []
+
+    def generate_cohort(cfg, out):
+        calls.append(out)
+        write_cohort(Path(out), make_predictions())
+
+    fake = types.SimpleNamespace(GENERATOR_VERSION="test", generate_cohort=generate_cohort)
+    monkeypatch.setitem(sys.modules, "hcc_utils.synth", fake)
+    monkeypatch.setattr(hcc_utils, "synth", fake, raising=False)
+    monkeypatch.setenv("HCC_DATA_DIR", str(tmp_path / "data"))
+    params = make_params()
+    before = comparison.oracle_table(params, run)
+    assert before.empty and calls == []  # not generated by the comparison
+    cohort.ensure_synthetic(params.cohort.synthetic)  # what notebook 01 does
+    after = comparison.oracle_table(params, run)
+    assert len(calls) == 1 and after["model"].tolist() == list(SIGNAL)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_figures_show_every_model_on_both_sets(run):
+    from hcc_utils.plots import comparison as plots
+
+    evaluation = make_params().evaluation
+    preds = comparison.load_predictions(run)
+    t4 = comparison.table4(preds, evaluation)
+    fig = plots.roc_curves(comparison.roc_curve_table(preds), t4, train_label="apparent")
+    labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    auc = t4[(t4["dataset"] == "validation") & (t4["model"] == "DL-MIL")]["auc"].item()
+    assert len(fig.axes) == 2 and f"DL-MIL: AUC {auc:.3f}" in labels[0]
+    assert "apparent" in fig.axes[0].get_title()
+    fig = plots.decision_curves(comparison.decision_curve_table(preds, evaluation))
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [*SIGNAL, "Treat all", "Treat none"]
+    fig = plots.calibration_curves(comparison.calibration_curve_table(preds, evaluation),
+                                   comparison.calibration_table(preds))
+    assert len(fig.axes[0].get_lines()) == len(SIGNAL) + 1
