@@ -1,0 +1,206 @@
+"""Multi-instance learning features: each patient's 11 slice probabilities become 13 PLH and 13 BoW features.
+
+method.md section 4 (paper: "MIL Feature Extraction", Supplementary Material 1B). Every slice of a patient has a
+positive-class (ER) probability ``p`` from the slice CNN and a predicted label ``p >= label_threshold`` (0.5).
+
+Bins (13 per slice, two tokens per slice):
+
+* probability bin: ``p`` rounded to one decimal, 11 bins 0.0, 0.1, ..., 1.0, named ``00`` .. ``10``
+  (``01`` = bin 0.1). Rounding is numpy's: ``bin = rint(10 * p)``, halves to even *after* the floating-point
+  multiplication, exactly what ``numpy.round(p, 1)`` and ``pandas.Series.round(1)`` (the original tooling) do.
+  So 0.25 -> 0.2, 0.35 -> 0.4, 0.15 -> 0.2 (``10 * 0.15 == 1.5`` in binary), 0.05 -> 0.0; Python's built-in
+  ``round`` differs on some of these (``round(0.15, 1) == 0.1``).
+* label bin: the predicted label, named ``0`` / ``1``.
+
+Features (26 columns, always all of them, in this order, also when a bin is empty for every patient)::
+
+    PLH_00 .. PLH_10, PLH_0, PLH_1, BoW_00 .. BoW_10, BoW_0, BoW_1
+
+* PLH (predicted likelihood histogram): the share (fraction, 0..1) of the patient's slices in each bin; the 11
+  probability shares sum to 1 and so do the 2 label shares.
+* BoW (bag of words): each patient is a document whose words are its slices' bin tokens, weighted by TF-IDF with
+  scikit-learn's defaults: raw counts tf, smoothed ``idf = ln((1 + n) / (1 + df)) + 1`` with ``n`` the number of
+  documents the idf is fitted on, then each row L2-normalised. As in the original tooling there are two separate
+  transforms, one over the 11 probability tokens (those 11 columns normalised together) and one over the 2 label
+  tokens (those 2 normalised together).
+
+Leakage: the idf is the only fitted quantity. ``idf_on="train"`` (protocol ``leak_free``) fits it on the training
+patients only; ``idf_on="all"`` (protocol ``onekey_compat``, as the original tooling) on every patient, so the
+validation patients' slices change the training features. ``idf_on_for(params.protocol)`` maps one to the other.
+
+Example::
+
+    >>> preds = pd.DataFrame({"patient_id": ["a", "a", "b", "b"], "prob": [0.12, 0.71, 0.5, 0.5]})
+    >>> mil_features(preds, train_ids=["a", "b"]).loc["a", ["PLH_01", "PLH_07", "PLH_0", "PLH_1"]].tolist()
+    [0.5, 0.5, 0.5, 0.5]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from hcc_utils.config import Params
+from hcc_utils.run_folder import RunFolder
+
+PROB_BINS = [f"{i:02d}" for i in range(11)]
+LABEL_BINS = ["0", "1"]
+PLH_COLUMNS = [f"PLH_{b}" for b in PROB_BINS + LABEL_BINS]
+BOW_COLUMNS = [f"BoW_{b}" for b in PROB_BINS + LABEL_BINS]
+FEATURE_COLUMNS = PLH_COLUMNS + BOW_COLUMNS
+FEATURES_FILE = "mil_features.csv"
+
+# Document words: "p03" for probability bin 0.3, "y1" for predicted label 1. The token pattern keeps them whole.
+_PROB_TOKENS = [f"p{b}" for b in PROB_BINS]
+_LABEL_TOKENS = [f"y{b}" for b in LABEL_BINS]
+_TOKEN_PATTERN = r"[^ ]+"
+
+IdfOn = Literal["train", "all"]
+
+
+class MILError(ValueError):
+    """Slice predictions that cannot be turned into MIL features; the message names the patients."""
+
+
+def idf_on_for(protocol: str) -> IdfOn:
+    """The idf fitting set of a protocol: ``leak_free`` -> ``"train"``, ``onekey_compat`` -> ``"all"``."""
+    mapping: dict[str, IdfOn] = {"leak_free": "train", "onekey_compat": "all"}
+    if protocol not in mapping:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(mapping)}")
+    return mapping[protocol]
+
+
+def probability_bin(prob: np.ndarray | pd.Series | float) -> np.ndarray:
+    """Index 0..10 of the one-decimal probability bin: ``rint(10 * p)`` (numpy rounding, halves to even)."""
+    return np.rint(np.asarray(prob, dtype=float) * 10).astype(int)
+
+
+def _check_predictions(slice_predictions: pd.DataFrame) -> pd.DataFrame:
+    missing = {"patient_id", "prob"} - set(slice_predictions.columns)
+    if missing:
+        raise MILError(f"slice predictions lack column(s) {sorted(missing)}; expected at least patient_id, prob "
+                       "(run.predictions/'slice_predictions.csv' from notebook 03)")
+    if "architecture" in slice_predictions.columns and slice_predictions["architecture"].nunique() > 1:
+        raise MILError("slice predictions hold several architectures "
+                       f"{sorted(slice_predictions['architecture'].unique())}; pass the chosen one's rows "
+                       "(hcc_utils.cnn.downstream_predictions(run))")
+    table = slice_predictions[["patient_id", "prob"]].copy()
+    table["patient_id"] = table["patient_id"].astype(str)
+    table["prob"] = pd.to_numeric(table["prob"], errors="coerce")
+    bad = table.loc[~table["prob"].between(0.0, 1.0), "patient_id"].unique().tolist()
+    if bad:
+        raise MILError(f"slice probabilities missing or outside [0, 1] for patients {bad[:5]}"
+                       f"{' and more' if len(bad) > 5 else ''}; rerun notebook 03 for them or exclude them")
+    if table.empty:
+        raise MILError("slice predictions are empty; run notebook 03 first")
+    return table
+
+
+def _documents(bins: pd.Series, tokens: list[str]) -> pd.Series:
+    """One document per patient (sorted ids): its slices' tokens joined by spaces."""
+    words = bins.map(lambda i: tokens[i])
+    return words.groupby(level=0, sort=True).agg(" ".join)
+
+
+def _tfidf(documents: pd.Series, fit_ids: list[str], tokens: list[str], names: list[str]) -> pd.DataFrame:
+    vectoriser = TfidfVectorizer(vocabulary=tokens, token_pattern=_TOKEN_PATTERN, lowercase=False)
+    vectoriser.fit(documents.loc[fit_ids].tolist())
+    weights = vectoriser.transform(documents.tolist()).toarray()
+    return pd.DataFrame(weights, index=documents.index, columns=names)
+
+
+def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_on: IdfOn = "train",
+                 label_threshold: float = 0.5) -> pd.DataFrame:
+    """PLH and BoW features of every patient in ``slice_predictions`` (method.md section 4).
+
+    Args:
+        slice_predictions: one row per slice with ``patient_id`` and ``prob`` (positive-class probability,
+            0..1); other columns are ignored. Patients may have different numbers of slices.
+        train_ids: the training patients; with ``idf_on="train"`` the idf is fitted on their documents only
+            (ids absent from ``slice_predictions``, e.g. excluded patients, are ignored).
+        idf_on: ``"train"`` (leak_free) or ``"all"`` (onekey_compat); see ``idf_on_for``.
+        label_threshold: predicted label is ``prob >= label_threshold`` (``params.mil.label_threshold``).
+
+    Returns:
+        DataFrame indexed by ``patient_id`` (sorted), the 26 columns of ``FEATURE_COLUMNS`` in that order.
+
+    Raises:
+        MILError: missing columns, probabilities outside [0, 1] (naming the patients), several architectures, or
+            no training patient in the predictions when ``idf_on="train"``.
+    """
+    if idf_on not in ("train", "all"):
+        raise ValueError(f"idf_on must be 'train' or 'all', got {idf_on!r}")
+    table = _check_predictions(slice_predictions).set_index("patient_id")
+    prob_bin = pd.Series(probability_bin(table["prob"]), index=table.index)
+    label_bin = pd.Series((table["prob"].to_numpy() >= label_threshold).astype(int), index=table.index)
+
+    plh_prob = pd.crosstab(prob_bin.index, prob_bin.to_numpy(), normalize="index")
+    plh_prob = plh_prob.reindex(columns=range(11), fill_value=0.0)
+    plh_label = pd.crosstab(label_bin.index, label_bin.to_numpy(), normalize="index")
+    plh_label = plh_label.reindex(columns=range(2), fill_value=0.0)
+    plh = pd.concat([plh_prob, plh_label], axis=1)
+    plh.columns = PLH_COLUMNS
+
+    prob_docs = _documents(prob_bin, _PROB_TOKENS)
+    label_docs = _documents(label_bin, _LABEL_TOKENS)
+    patients = prob_docs.index.tolist()
+    if idf_on == "train":
+        train = set(map(str, train_ids))
+        fit_ids = [p for p in patients if p in train]
+        if not fit_ids:
+            raise MILError("none of the training patients has slice predictions; the idf cannot be fitted "
+                           "on training patients (check the split and notebook 03's output)")
+    else:
+        fit_ids = patients
+    bow = pd.concat([_tfidf(prob_docs, fit_ids, _PROB_TOKENS, BOW_COLUMNS[:11]),
+                     _tfidf(label_docs, fit_ids, _LABEL_TOKENS, BOW_COLUMNS[11:])], axis=1)
+
+    features = pd.concat([plh.loc[patients], bow], axis=1)[FEATURE_COLUMNS].astype(float)
+    features.index = pd.Index(patients, name="patient_id")
+    return features
+
+
+def prediction_overview(slice_predictions: pd.DataFrame, label_threshold: float = 0.5) -> pd.DataFrame:
+    """Patients, slices, mean slice probability and share of slices predicted ER, per split and outcome.
+
+    Needs the ``split`` and ``er`` columns of ``slice_predictions.csv``.
+    """
+    table = slice_predictions.assign(group=slice_predictions["er"].map({0: "NER", 1: "ER"}))
+    summary = table.groupby(["split", "group"], sort=True).agg(
+        patients=("patient_id", "nunique"), slices=("prob", "size"), mean_prob=("prob", "mean"),
+        share_predicted_er=("prob", lambda p: float((p >= label_threshold).mean())))
+    return summary.reset_index()
+
+
+def build_mil_table(slice_predictions: pd.DataFrame, cohort: pd.DataFrame, params: Params,
+                    run: RunFolder | None = None) -> pd.DataFrame:
+    """The stage-04 table: ``mil_features`` with the run's protocol and split, saved as tables/mil_features.csv.
+
+    ``cohort`` is ``hcc_utils.cohort.load_cohort(params)`` (its ``split`` column decides the training patients);
+    every patient of ``slice_predictions`` must be in it. Returns the 26 features indexed by ``patient_id``.
+    """
+    split = cohort.set_index(cohort["patient_id"].astype(str))["split"]
+    patients = slice_predictions["patient_id"].astype(str).unique()
+    unknown = sorted(set(patients) - set(split.index))
+    if unknown:
+        raise MILError(f"slice predictions hold patients that are not in the cohort: {unknown[:5]}; the run "
+                       "folder was probably made with another cohort or params file")
+    train_ids = split.index[split == "train"].tolist()
+    features = mil_features(slice_predictions, train_ids, idf_on=idf_on_for(params.protocol),
+                            label_threshold=params.mil.label_threshold)
+    if run is not None:
+        features.to_csv(run.tables / FEATURES_FILE, index_label="patient_id")
+    return features
+
+
+def load_mil_table(run: RunFolder) -> pd.DataFrame:
+    """The saved stage-04 table (``tables/mil_features.csv``) indexed by ``patient_id``."""
+    path = run.tables / FEATURES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run notebook 04_mil_features first")
+    table = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
+    return table[FEATURE_COLUMNS]
