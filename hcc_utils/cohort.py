@@ -133,6 +133,22 @@ def manifest_path(params: Params) -> Path:
     return Path(params.cohort.manifest)
 
 
+def ground_truth_path(params: Params) -> Path | None:
+    """``ground_truth.csv`` beside the manifest when it exists (synthetic cohorts), else None; never generates.
+
+    Only the oracle comparisons of notebooks 06 and 08 read it; no modelling code does.
+    """
+    if params.cohort.synthetic is not None:
+        try:
+            folder = synthetic_dir(params.cohort.synthetic)
+        except ImportError:  # no generator: the cohort cannot exist either
+            return None
+    else:
+        folder = Path(params.cohort.manifest).parent
+    path = folder / "ground_truth.csv"
+    return path if path.is_file() else None
+
+
 def split_patients(table: pd.DataFrame, cfg: CohortConfig) -> pd.Series:
     """Patient-level split, ``train`` or ``validation`` per patient (paper: random 7:3, stratified by ER here).
 

@@ -240,22 +240,6 @@ def sample_size_table(evaluation: EvaluationConfig, preds: ModelPredictions | No
     return table
 
 
-def _generated_synthetic_manifest(params: Params) -> Path | None:
-    """The synthetic cohort's manifest when it has already been generated, else None (never generates).
-
-    Mirrors the cache folder of ``cohort.ensure_synthetic`` (tests/test_comparison.py checks the two agree).
-    """
-    from hcc_utils import cohort
-
-    cfg = params.cohort.synthetic
-    try:
-        key = cfg.cache_key()
-    except ImportError:  # no generator installed: the cohort cannot exist either
-        return None
-    manifest = cohort.data_home() / "cohorts" / f"synthetic-n{cfg.n}-s{cfg.seed}-{key}" / "cohort.csv"
-    return cohort.manifest_path(params) if manifest.is_file() else None
-
-
 def _truth_column(truth: pd.DataFrame, path: Path, column: str | None) -> str:
     if column is not None:
         if column not in truth.columns:
@@ -281,10 +265,9 @@ def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = N
     empty and ``attrs["note"]`` says why.
     """
     empty = pd.DataFrame(columns=ORACLE_COLUMNS)
-    if manifest is None:
-        manifest = (_generated_synthetic_manifest(params) if params.cohort.synthetic is not None
-                    else params.cohort.manifest)
-    path = Path(manifest).parent / "ground_truth.csv" if manifest is not None else None
+    from hcc_utils.cohort import ground_truth_path
+
+    path = Path(manifest).parent / "ground_truth.csv" if manifest is not None else ground_truth_path(params)
     if path is None or not path.is_file():
         empty.attrs["note"] = ("No ground truth for this cohort (only a generated synthetic cohort has "
                                "ground_truth.csv); the oracle comparison is unavailable.")

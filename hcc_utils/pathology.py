@@ -224,17 +224,12 @@ def latent_reference(params: Params, patient_ids=None) -> pd.DataFrame | None:
     Only for the oracle comparison in notebook 08; the modelling code never reads ground truth. Returns None for
     a user's manifest (no ground truth) or when the file has no latent invasiveness/proliferation column.
     """
-    if params.cohort.synthetic is None:
-        return None
-    from hcc_utils.cohort import manifest_path
-    from hcc_utils.synth import read_ground_truth
+    from hcc_utils.cohort import ground_truth_path
 
-    path = manifest_path(params).parent / "ground_truth.csv"
-    try:
-        truth = read_ground_truth(path.parent).set_index("patient_id")
-    except FileNotFoundError as exc:
-        warnings.warn(f"{exc}; no latent reference shown", PathologyWarning, stacklevel=2)
+    path = ground_truth_path(params)
+    if path is None:
         return None
+    truth = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
     chosen = {}
     for fragment, name in LATENT_KEYWORDS.items():
         match = [c for c in truth.columns if fragment in c.lower()]

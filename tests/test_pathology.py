@@ -187,7 +187,7 @@ def test_latent_reference_on_a_synthetic_cohort(tmp_path, monkeypatch):
     truth = pd.DataFrame({"patient_id": cohort.index, "latent_invasiveness": cohort["mvi_grade"].fillna(0) + 0.1,
                           "latent_proliferation": cohort["ki67"].fillna(0.2), "p_er": 0.4})
     truth.to_csv(folder / "ground_truth.csv", index=False)
-    monkeypatch.setattr("hcc_utils.cohort.manifest_path", lambda params: folder / "cohort.csv")
+    monkeypatch.setattr("hcc_utils.cohort.synthetic_dir", lambda cfg: folder)
     params = params_from_dict({"cohort": {"synthetic": {"n": 20}}})
     latent = pathology.latent_reference(params, cohort.index[:30])
     assert list(latent.columns) == ["latent invasiveness", "latent proliferation"] and len(latent) == 30
