@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     d2n = sub.add_parser("dicom2nifti", help="convert one DICOM series folder to NIfTI without identifiers")
     d2n.add_argument("src", type=Path, help="folder with the series' DICOM files")
     d2n.add_argument("out", type=Path, help="output .nii.gz")
+    d2n.add_argument("--series", default=None, help="which series when the folder holds several: its index "
+                     "(0, 1, ...) or its SeriesInstanceUID")
     return parser
 
 
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "dicom2nifti":
         from hcc_utils import io
 
-        return io.main_dicom2nifti_cli(args.src, args.out)
+        series = int(args.series) if args.series is not None and args.series.isdigit() else args.series
+        return io.main_dicom2nifti_cli(args.src, args.out, series=series)
     return 2
 
 

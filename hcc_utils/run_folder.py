@@ -88,6 +88,12 @@ class RunFolder:
                 writer.writerow(EXCLUSION_COLUMNS)
             writer.writerow([patient_id, stage, severity, Path(file).name if file else "", message])
 
+    def clear_issues(self, stage: str) -> None:
+        """Forget one stage's rows before that stage runs again (a fixed patient is no longer listed)."""
+        if self.exclusions_file.exists():
+            table = pd.read_csv(self.exclusions_file, dtype=str).fillna("")
+            table[table["stage"] != stage].to_csv(self.exclusions_file, index=False)
+
     def exclusions(self, stage: str | None = None) -> pd.DataFrame:
         """The exclusion log (optionally one stage's rows), an empty table when nothing was logged."""
         if not self.exclusions_file.exists():

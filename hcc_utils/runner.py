@@ -31,6 +31,7 @@ BOOK_TEMPLATE_DIR = PROJECT_ROOT / "book"
 #: The book, in run order: (notebook file stem, chapter title in the table of contents).
 NOTEBOOKS: list[tuple[str, str]] = [
     ("01_preprocessing", "Cohort and preprocessing"),
+    ("02_slices_2p5d", "2.5D slices"),
 ]
 
 
@@ -104,11 +105,13 @@ def _check_resume_params(run: RunFolder, params: Params) -> None:
 
 @contextmanager
 def _kernel_environment():
-    """Kernels inherit this process's environment: the project root on PYTHONPATH, figures inline."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND")}
+    """Kernels inherit this process's environment: the project root on PYTHONPATH, figures inline, and progress
+    bars that update every 20 s at most (a batch run's notebook keeps every update it prints)."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND", "TQDM_MININTERVAL")}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *[p for p in paths if p != str(PROJECT_ROOT)]])
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    os.environ["TQDM_MININTERVAL"] = "20"
     try:
         yield
     finally:

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, optimize, special, stats
 from sklearn.metrics import roc_auc_score
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from hcc_utils.config import ScannerProfile, SyntheticCohort
 from hcc_utils.synth_anatomy import REFERENCE_MATRIX, AnatomyPainter, draw_anatomy, make_geometry

@@ -63,3 +63,15 @@ def test_fixed_split_column(tmp_path):
     table = load_manifest(path)
     split = split_patients(table, CohortConfig(manifest=path, split_column="fold"))
     assert list(split) == ["train", "validation"]
+
+
+def test_exclusion_log_is_per_stage_and_rerun_clears_it(tmp_path):
+    from hcc_utils.run_folder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.record_issue("P1", "slices", "excluded", tmp_path / "secret_folder" / "P1.nii.gz", "mask is empty")
+    run.record_issue("P2", "radiomics", "warning", None, "no reader-2 mask")
+    assert run.excluded_ids() == {"P1"}
+    assert run.exclusions("slices").loc[0, "file"] == "P1.nii.gz"
+    run.clear_issues("slices")
+    assert run.excluded_ids() == set() and list(run.exclusions()["patient_id"]) == ["P2"]
