@@ -1,0 +1,169 @@
+"""The Radiomics model: reliable PyRadiomics features (ICC) through the shared selection + ExtraTrees recipe.
+
+method.md section 5, paper Supplementary Material 2A and Fig. S1: features of reader 1's mask, kept when their
+ICC(3,1) between the two readers is above ``radiomics.icc_threshold`` (``hcc_utils.radiomics``), then
+``hcc_utils.modeling.fit_recipe`` exactly as for the DL-MIL model (z-score, t-test / Mann-Whitney U, Pearson
+filter, LassoCV, SMOTE + ExtraTrees; paper: 8 features selected). The ICC patients are training patients only
+under ``protocol: leak_free``, so no validation patient influences which features are kept.
+
+Example::
+
+    >>> model = fit_radiomics_model(cohort, params, run)
+    >>> model.funnel()           # extracted, finite, ICC, then the recipe's z-score ... lasso
+    >>> model.recipe.features    # the selected features
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from hcc_utils import radiomics
+from hcc_utils.config import Params
+from hcc_utils.modeling import RecipeResult, fit_recipe
+from hcc_utils.run_folder import RunFolder
+
+FAMILY_ORDER = ["Original", "LoG", "Wavelet"]
+CLASS_ORDER = ["shape", "firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"]
+ICC_PARALLEL_FROM = 500
+"""Features from which the ICC runs in ``radiomics.n_jobs`` processes (below, starting them costs more)."""
+
+
+def feature_parts(names) -> pd.DataFrame:
+    """Split PyRadiomics names into image type, filter family, feature class and feature.
+
+    ``log-sigma-3-0-mm-3D_glcm_Idm`` -> image_type ``log-sigma-3-0-mm-3D``, family ``LoG``, class ``glcm``.
+    """
+    rows = []
+    for name in names:
+        image_type, feature_class, feature = name.split("_", 2)
+        family = ("Original" if image_type == "original" else "LoG" if image_type.startswith("log")
+                  else "Wavelet" if image_type.startswith("wavelet") else image_type)
+        rows.append((name, image_type, family, feature_class, feature))
+    return pd.DataFrame(rows, columns=["name", "image_type", "family", "feature_class", "feature"])
+
+
+def family_counts(names) -> pd.DataFrame:
+    """Features per filter family (rows) and feature class (columns), with totals."""
+    parts = feature_parts(names)
+    table = pd.crosstab(parts["family"], parts["feature_class"], margins=True, margins_name="total")
+    rows = [f for f in FAMILY_ORDER if f in table.index]
+    rows += [f for f in table.index if f not in FAMILY_ORDER and f != "total"] + ["total"]
+    cols = [c for c in CLASS_ORDER if c in table.columns]
+    cols += [c for c in table.columns if c not in CLASS_ORDER and c != "total"] + ["total"]
+    return table.loc[rows, cols]
+
+
+def settings_table(settings: radiomics.Settings) -> pd.DataFrame:
+    """The settings in force, one row each (setting, value), for the book."""
+    extractor = radiomics.load_extractor(settings)
+    images = ", ".join(f"{k} {v}" if v else k for k, v in extractor.enabledImagetypes.items())
+    rows = [("image types", images), ("feature classes", ", ".join(extractor.enabledFeatures)),
+            ("PyRadiomics", radiomics.pyradiomics_version)]
+    keys = ["binWidth", "binCount", "resampledPixelSpacing", "interpolator", "padDistance", "label",
+            "voxelArrayShift", "normalize", "additionalInfo"]
+    rows += [(k, str(extractor.settings[k])) for k in keys if k in extractor.settings]
+    return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def extraction_seconds(run: RunFolder) -> pd.Series:
+    """Seconds per patient and reader of the cached extractions (for the book's runtime note)."""
+    values = {}
+    for path in sorted((run.cache / "radiomics").glob("*_reader*.json")):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            values[path.stem] = json.loads(path.read_text())["seconds"]
+    return pd.Series(values, name="seconds", dtype=float)
+
+
+def finite_features(table: pd.DataFrame) -> list[str]:
+    """Features with a finite value for every patient of ``table`` (PyRadiomics gives NaN for some degenerate
+    grey-level matrices; the recipe needs complete columns). An availability check: no value is fitted."""
+    values = table.to_numpy(float)
+    return table.columns[np.isfinite(values).all(axis=0)].tolist()
+
+
+@dataclass
+class RadiomicsModel:
+    """Everything the Radiomics chapter of notebook 05 shows.
+
+    Attributes:
+        reader1, reader2: feature tables (index patient_id); reader2 holds the ICC patients only.
+        icc: feature, icc, ci_low, ci_high (empty when no second reading exists).
+        icc_patients: the patients the ICC was computed on.
+        reliable: features entering the recipe (finite and, when an ICC exists, ICC > threshold).
+        recipe: the shared recipe's result (``modeling.RecipeResult``).
+        notes: what the book should say (skipped ICC, dropped features).
+    """
+
+    reader1: pd.DataFrame
+    reader2: pd.DataFrame
+    icc: pd.DataFrame
+    icc_patients: list[str]
+    threshold: float
+    finite: list[str]
+    reliable: list[str]
+    recipe: RecipeResult
+    notes: list[str] = field(default_factory=list)
+    name: str = "Radiomics"  # with ``notes``, what ``modeling.show_notes`` reads
+
+    def funnel(self) -> pd.DataFrame:
+        """Features left after each step, from extraction to the recipe's Lasso."""
+        rows = [{"step": "extracted", "kept": self.reader1.shape[1], "rule": "PyRadiomics, reader 1"},
+                {"step": "finite", "kept": len(self.finite), "rule": "a value for every patient"},
+                {"step": "ICC", "kept": len(self.reliable),
+                 "rule": (f"ICC(3,1) > {self.threshold} on {len(self.icc_patients)} patients" if len(self.icc)
+                          else "skipped: no second reading")}]
+        for row in self.recipe.selection.funnel().itertuples():
+            rows.append({"step": row.step, "kept": row.kept, "rule": "shared recipe (training patients)"})
+        return pd.DataFrame(rows)
+
+    def selected_table(self) -> pd.DataFrame:
+        """The selected features with their family, class, ICC and Lasso coefficient."""
+        parts = feature_parts(self.recipe.features).set_index("name")
+        icc = self.icc.set_index("feature")["icc"] if len(self.icc) else pd.Series(dtype=float)
+        coef = self.recipe.selection.coefficients
+        return pd.DataFrame({"feature": parts.index, "family": parts["family"].to_numpy(),
+                             "class": parts["feature_class"].to_numpy(),
+                             "icc": icc.reindex(parts.index).to_numpy(),
+                             "lasso_coefficient": coef.reindex(parts.index).to_numpy()})
+
+
+def fit_radiomics_model(cohort: pd.DataFrame, params: Params, run: RunFolder,
+                        n_jobs: int | None = None) -> RadiomicsModel:
+    """Extract (cached), filter by ICC, and fit the shared recipe as "Radiomics" (files under ``run``).
+
+    ``cohort`` is ``load_cohort(params)`` (patient_id, image, mask, mask_reader2, er, split).
+    """
+    n_jobs = n_jobs or params.radiomics.n_jobs
+    reader1, reader2 = radiomics.extract_cohort(cohort, params, run, n_jobs=n_jobs)
+    notes: list[str] = []
+    finite = finite_features(reader1)
+    if len(finite) < reader1.shape[1]:
+        notes.append(f"{reader1.shape[1] - len(finite)} feature(s) without a value for some patient were "
+                     "dropped")
+    icc_ids = [p for p in radiomics.icc_patient_ids(cohort, params)
+               if p in reader2.index and p in reader1.index]
+    if len(icc_ids) >= 3:
+        icc_jobs = n_jobs if len(finite) > ICC_PARALLEL_FROM else 1
+        icc = radiomics.icc_table(reader1.loc[icc_ids, finite], reader2.loc[icc_ids, finite], n_jobs=icc_jobs)
+        reliable = radiomics.reliable_features(icc, params.radiomics.icc_threshold)
+        if not reliable:
+            raise radiomics.RadiomicsError(f"no feature has ICC > {params.radiomics.icc_threshold}; lower "
+                                           "radiomics.icc_threshold or check the second reader's masks")
+    else:
+        icc = pd.DataFrame(columns=["feature", "icc", "ci_low", "ci_high"])
+        reliable = finite
+        notes.append(f"ICC filtering skipped: only {len(icc_ids)} patient(s) have a second reader's mask "
+                     "(at least 3 needed); every extracted feature goes to the recipe")
+    labels = cohort.set_index("patient_id")["er"]
+    split = cohort.set_index("patient_id")["split"]
+    recipe = fit_recipe(reader1[reliable], labels, split, params, "Radiomics", run)
+    if run is not None and len(icc):
+        icc.to_csv(run.tables / "radiomics_icc.csv", index=False)
+    return RadiomicsModel(reader1=reader1, reader2=reader2, icc=icc, icc_patients=icc_ids,
+                          threshold=params.radiomics.icc_threshold, finite=finite, reliable=reliable,
+                          recipe=recipe, notes=notes + recipe.notes)
