@@ -233,8 +233,9 @@ def fit_clinical_model(cohort: pd.DataFrame, params: Params, run: RunFolder | No
     """Select variables on the training patients, apply the missing-value policy, fit the recipe as
     "Clinical".
 
-    The recipe (``modeling.fit_recipe``) runs its own selection steps on the selected variables, as for the
-    other two models; its funnel is ``model.recipe.selection``.
+    As in the paper, the variables with p < ``clinical.p_threshold`` in training (Table 2's tests) go straight
+    to the recipe's SMOTE + ExtraTrees (``modeling.fit_recipe`` with no further selection step; the z-score only
+    drops a variable constant in training).
     """
     tests = select_variables(cohort, params)
     selected = tests.loc[tests["selected"], "variable"].tolist()
@@ -242,9 +243,9 @@ def fit_clinical_model(cohort: pd.DataFrame, params: Params, run: RunFolder | No
     notes = [f"{row.variable}: {row.note}" for row in tests.itertuples() if "not selected" in row.note
              or "fallback" in row.note]
     ids = cohort.set_index(cohort["patient_id"].astype(str))
-    recipe = fit_recipe(features, ids["er"], ids["split"], params, "Clinical", run)
+    recipe = fit_recipe(features, ids["er"], ids["split"], params, "Clinical", run, selection_steps=())
     dropped = sorted(set(selected) - set(recipe.features))
     if dropped:
-        notes.append(f"the recipe's own selection left out {dropped}")
+        notes.append(f"constant in training, left out of the model: {dropped}")
     return ClinicalModel(tests=tests, selected=selected, features=features, imputation=imputation,
                          recipe=recipe, notes=notes + recipe.notes)

@@ -181,7 +181,8 @@ def _grid_table(search: GridSearchCV) -> pd.DataFrame:
 
 
 def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, params: Params, name: str,
-               run: RunFolder | None = None) -> RecipeResult:
+               run: RunFolder | None = None,
+               selection_steps: tuple[str, ...] = ("univariate", "correlation", "lasso")) -> RecipeResult:
     """Select features and fit SMOTE + ExtraTrees on the training patients; predict every patient.
 
     Args:
@@ -192,6 +193,8 @@ def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, para
         name: "DL-MIL", "Radiomics" or "Clinical" (any name works; the slug names the files).
         run: when given, writes ``models/<slug>.joblib``, ``models/<slug>_features.json``,
             ``predictions/<slug>_patients.csv``, ``tables/<slug>_selection.csv`` and ``tables/<slug>_grid.csv``.
+        selection_steps: the selection steps after the z-score (see ``selection.select_features``); the
+            clinical model passes ``()`` because its variables were chosen by Table 2's tests.
 
     Only training rows reach the selection, the scaler, SMOTE, the grid search and the final fit; validation
     rows are only ever passed to ``predict_proba``.
@@ -204,7 +207,7 @@ def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, para
         raise RecipeError(f"{name}: need at least 2 training patients in each outcome group, have "
                           f"{counts.to_dict()}")
 
-    selection = select_features(x_train, y_train, params.selection)
+    selection = select_features(x_train, y_train, params.selection, steps=selection_steps)
     notes = list(selection.warnings)
     folds = _folds(y_train, params.model, notes)
     k = _smote_k(y_train, folds, params.model, notes)

@@ -264,14 +264,25 @@ def _check_inputs(x_train: pd.DataFrame, y_train: pd.Series) -> None:
                              f"ER {counts[1]}")
 
 
-def select_features(x_train: pd.DataFrame, y_train: pd.Series, cfg: SelectionConfig) -> SelectionResult:
-    """Run the four steps on the training patients (rows) and return the funnel.
+def _not_applied(features: list[str], step: str) -> pd.DataFrame:
+    return pd.DataFrame({"feature": features, "kept": True, "reason": f"{step} step not applied"})
+
+
+def select_features(x_train: pd.DataFrame, y_train: pd.Series, cfg: SelectionConfig,
+                    steps: tuple[str, ...] = ("univariate", "correlation", "lasso")) -> SelectionResult:
+    """Run the steps on the training patients (rows) and return the funnel.
 
     Args:
         x_train: training patients only (index patient_id), numeric features, no missing values.
         y_train: 0/1 outcome (ER = 1) aligned with ``x_train``.
         cfg: ``params.selection``.
+        steps: which of ``univariate``, ``correlation``, ``lasso`` to apply after the z-score (always applied,
+            it drops features constant in training). The clinical model skips all three: its variables were
+            already chosen by the paper's own tests (Table 2).
     """
+    unknown = set(steps) - {"univariate", "correlation", "lasso"}
+    if unknown:
+        raise ValueError(f"unknown selection step(s) {sorted(unknown)}")
     _check_inputs(x_train, y_train)
     notes: list[str] = []
     scaler, ztable = zscore_step(x_train)
@@ -280,14 +291,20 @@ def select_features(x_train: pd.DataFrame, y_train: pd.Series, cfg: SelectionCon
     ztable = _apply_fallback(ztable, "z-score", all_p, cfg, notes)
 
     current = ztable.loc[ztable["kept"], "feature"].tolist()
-    utable = _apply_fallback(univariate_step(xz[current], y_train, cfg), "univariate", all_p, cfg, notes)
+    utable = (_apply_fallback(univariate_step(xz[current], y_train, cfg), "univariate", all_p, cfg, notes)
+              if "univariate" in steps else _not_applied(current, "univariate"))
 
     current = utable.loc[utable["kept"], "feature"].tolist()
-    ctable = correlation_step(xz[current], all_p, cfg.correlation_threshold)
+    ctable = (correlation_step(xz[current], all_p, cfg.correlation_threshold)
+              if "correlation" in steps else _not_applied(current, "correlation"))
 
     current = ctable.loc[ctable["kept"], "feature"].tolist()
-    ltable, path = lasso_step(xz[current], y_train, cfg, notes)
-    ltable = _apply_fallback(ltable, "lasso", all_p, cfg, notes)
+    path = None
+    if "lasso" in steps:
+        ltable, path = lasso_step(xz[current], y_train, cfg, notes)
+        ltable = _apply_fallback(ltable, "lasso", all_p, cfg, notes)
+    else:
+        ltable = _not_applied(current, "lasso").assign(coefficient=np.nan)
 
     chosen = set(ltable.loc[ltable["kept"], "feature"])
     selected = [f for f in x_train.columns if f in chosen]

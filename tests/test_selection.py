@@ -167,3 +167,14 @@ def test_bad_input_names_feature_and_patient():
         selection.select_features(x, y * 2, SelectionConfig())
     with pytest.raises(selection.SelectionError, match="at least 2"):
         selection.select_features(x, pd.Series([1] + [0] * 29, index=x.index), SelectionConfig())
+
+
+def test_steps_can_be_skipped_but_constants_still_leave():
+    x, y = _constructed()
+    x["constant"] = 1.0
+    result = selection.select_features(x, y, SelectionConfig(**FAST), steps=())
+    assert result.selected == ["noise_a", "signal", "duplicate", "noise_b", "noise_c"]
+    assert result.lasso_path is None
+    assert result.funnel()["dropped"].tolist() == [1, 0, 0, 0]
+    with pytest.raises(ValueError, match="unknown selection step"):
+        selection.select_features(x, y, SelectionConfig(**FAST), steps=("pca",))
