@@ -309,8 +309,9 @@ def force_figure(result: ShapResult, patient_id: str) -> plt.Figure:
     """Fig. 5g: the same patient as a force plot (static matplotlib rendering, so it shows in the book)."""
     row = result.row(patient_id)
     shown = row.display_data if row.display_data is not None else row.data
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", UserWarning)  # tight_layout notices from SHAP's text placement
+        # np.errstate: SHAP divides by the total effect, which is 0 for a patient predicted at the base value
         fig = shap.plots.force(float(row.base_values), row.values, features=np.round(shown.astype(float), 3),
                                feature_names=result.feature_names, out_names=OUTPUT_NAME, matplotlib=True,
                                show=False, figsize=(16, 3.5), text_rotation=0)
