@@ -190,6 +190,9 @@ class CNNConfig(_Section):
     random_resized_crop_scale: tuple[float, float] = Field((0.8, 1.0), description="crop area, fraction")
     random_resized_crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="crop aspect ratio")
     hflip: bool = True
+    zero_init_residual: bool = Field(True, description="ResNets from random weights start each residual block "
+                                     "as the identity (torchvision's option; Goyal et al. 2017): without it "
+                                     "ResNet101 diverges in short runs from scratch. No effect on loaded weights")
     weights: dict[str, Path] = Field(default_factory=dict, description="architecture -> local state-dict "
                                      "file (nothing is downloaded); default random initialisation")
     inner_validation_fraction: float = Field(0.2, gt=0, lt=0.5, description="leak_free: share of training "

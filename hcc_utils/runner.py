@@ -32,6 +32,12 @@ BOOK_TEMPLATE_DIR = PROJECT_ROOT / "book"
 NOTEBOOKS: list[tuple[str, str]] = [
     ("01_preprocessing", "Cohort and preprocessing"),
     ("02_slices_2p5d", "2.5D slices"),
+    ("03_cnn_training", "Slice-level CNNs"),
+    ("04_mil_features", "MIL features"),
+    ("05_models", "Models: DL-MIL, radiomics, clinical"),
+    ("06_comparison", "Model comparison"),
+    ("07_shap", "Explaining the model (SHAP)"),
+    ("08_pathology", "MIL features and pathology"),
 ]
 
 

@@ -1,0 +1,390 @@
+"""Slice-level CNNs (method.md section 3; paper Table 3, Fig. 3): model zoo, weights, the stage, its outputs.
+
+Three torchvision architectures with a 2-class head (ResNet18, ResNet101, DenseNet121) are trained on the 2.5D
+slices (:mod:`hcc_utils.cnn_train`), each slice carrying its patient's label. Patient-level discipline:
+
+- ``leak_free`` (default): the training patients are split (stratified by ER, seeded, by patient) into an inner
+  training set, on which the networks learn, and an inner validation set, on which the checkpoint (best epoch) and
+  the architecture used downstream are chosen. Validation patients are only ever predicted.
+- ``onekey_compat``: the networks learn on all training patients; checkpoint and architecture are chosen by the
+  validation slice AUC, as the original tooling did (a leak).
+
+Then an eval-mode pass of each chosen checkpoint over every slice gives the slice predictions for Table 3 and the
+MIL step. Weights start random, or from a local torchvision state dict named in ``cnn.weights`` (nothing is ever
+downloaded). Outputs in the run folder::
+
+    predictions/slice_predictions.csv   patient_id, offset, split, architecture, prob, er
+    models/<arch>.pt, <arch>.json       chosen checkpoint (state dict) and its metadata (cache key, best epoch)
+    models/cnn_choice.json              the architecture used downstream and on what it was chosen
+    models/cnn_inner_split.csv          patient_id, role (inner_train / inner_validation / train / validation)
+    tables/table3_slice_cnn.csv         dataset, architecture, accuracy, auc, auc_low, auc_high, sens., spec.
+    tables/cnn_history.csv              architecture, epoch, loss, train_auc, selection_auc, lr, seconds, img/s
+
+A rerun with the same CNN parameters, protocol, seed and slice dataset reuses the saved checkpoints and
+predictions (``cache/cnn/``) instead of retraining.
+
+Example::
+
+    >>> data = slices.load_slice_dataset(run)
+    >>> result = cnn.train_and_predict(data, params, run)
+    >>> result.table3, result.choice["architecture"]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+import torchvision
+from sklearn.model_selection import train_test_split
+
+from hcc_utils.cnn_train import SliceTensors, predict_probabilities, torch_settings, train_architecture
+from hcc_utils.config import CNN_ARCHITECTURES, CNNConfig, Params
+from hcc_utils.run_folder import RunFolder
+from hcc_utils.stats import auc, auc_ci, classification_metrics, youden_threshold
+
+ARCHITECTURE_NAMES = {"resnet18": "ResNet18", "resnet101": "ResNet101", "densenet121": "DenseNet121"}
+HEAD_PREFIX = {"resnet18": "fc.", "resnet101": "fc.", "densenet121": "classifier."}
+PREDICTION_COLUMNS = ["patient_id", "offset", "split", "architecture", "prob", "er"]
+TABLE3_COLUMNS = ["dataset", "architecture", "accuracy", "auc", "auc_low", "auc_high", "sensitivity",
+                  "specificity"]
+CACHE_VERSION = "1"  # bump when training or inference changes for the same parameters
+
+
+class SliceDatasetLike(Protocol):
+    """What the stage needs of ``slices.SliceDataset``: uint8 ``images`` (n_patients, n_offsets, S, S),
+    ``patients`` (patient_id, er, split) aligned with the first axis, and ``offsets``."""
+
+    images: np.ndarray
+    patients: pd.DataFrame
+    offsets: list[int]
+
+
+@dataclass
+class CNNResult:
+    """The stage's results (also written to the run folder)."""
+
+    predictions: pd.DataFrame
+    history: pd.DataFrame
+    table3: pd.DataFrame
+    choice: dict
+
+
+def build_model(architecture: str, weights: Path | str | None = None,
+                zero_init_residual: bool = False) -> torch.nn.Module:
+    """A torchvision ``architecture`` with a 2-class head: random weights, or a local state dict.
+
+    ``zero_init_residual`` (ResNets) zeroes the last batch-norm scale of each residual block, so every block
+    starts as the identity; it stabilises training from random weights.
+
+    The file is read with ``torch.load(weights_only=True)`` (tensors only, no code). A head of another size (the
+    1000-class ImageNet head) is dropped and a new 2-class head initialised; every other weight must match.
+
+    Raises:
+        FileNotFoundError: ``weights`` names no file (nothing is downloaded at run time).
+        ValueError: unknown architecture, or a file that is not a state dict of this architecture.
+    """
+    if architecture not in ARCHITECTURE_NAMES:
+        raise ValueError(f"unknown architecture {architecture!r}; use one of {list(ARCHITECTURE_NAMES)}")
+    options = {"zero_init_residual": zero_init_residual} if architecture.startswith("resnet") else {}
+    model = getattr(torchvision.models, architecture)(weights=None, num_classes=2, **options)
+    if weights is None:
+        return model
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"cnn.weights.{architecture}: weights file {path} not found. Nothing is downloaded at run time: give "
+            f"the path of a local torchvision {ARCHITECTURE_NAMES[architecture]} state dict (e.g. saved on a "
+            f"machine with internet with torch.save(torchvision.models.{architecture}(weights='DEFAULT')"
+            ".state_dict(), 'file.pt')), or remove the entry to start from random weights.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cnn.weights.{architecture}: {path} could not be read as a state dict with "
+                         f"torch.load(weights_only=True): {exc}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"cnn.weights.{architecture}: {path} holds a {type(state).__name__}, not a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own, head = model.state_dict(), HEAD_PREFIX[architecture]
+    dropped = [k for k in state if k.startswith(head) and (k not in own or state[k].shape != own[k].shape)]
+    if dropped:
+        warnings.warn(f"{architecture}: the {tuple(state[dropped[0]].shape)[0]}-class head of {path.name} was "
+                      "dropped; a new 2-class head starts from random weights", stacklevel=2)
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in dropped},
+                                                strict=False)
+    missing = [k for k in missing if not k.startswith(head)]
+    if missing or unexpected:
+        raise ValueError(f"cnn.weights.{architecture}: {path} does not fit torchvision's "
+                         f"{ARCHITECTURE_NAMES[architecture]} ({len(missing)} missing keys, e.g. {missing[:3]}; "
+                         f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}); is it another architecture's?")
+    return model
+
+
+def last_conv_block(model: torch.nn.Module, architecture: str) -> torch.nn.Module:
+    """The last convolutional block (Grad-CAM target, paper Fig. 3c,d): ResNet ``layer4[-1]``, DenseNet
+    ``features[-1]`` (the normalised output of dense block 4)."""
+    return model.layer4[-1] if architecture.startswith("resnet") else model.features[-1]
+
+
+def resolve_device(cfg: CNNConfig) -> torch.device:
+    """``cnn.device``: ``auto`` is the GPU when torch sees one, else the CPU."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("cnn.device is 'cuda' but torch sees no CUDA GPU; set cnn.device to 'auto' or 'cpu'")
+    return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def patient_roles(patients: pd.DataFrame, protocol: str, inner_fraction: float, seed: int) -> pd.Series:
+    """Each patient's role, indexed by patient_id: ``inner_train``/``inner_validation``/``validation``
+    (leak_free: the inner split is stratified by ER, by patient, seeded) or ``train``/``validation``."""
+    roles = pd.Series(np.where(patients["split"] == "train", "train", "validation"),
+                      index=patients["patient_id"].astype(str), name="role")
+    if protocol != "leak_free":
+        return roles
+    train = patients[patients["split"] == "train"]
+    ids = train["patient_id"].astype(str)
+    try:
+        _, inner_val = train_test_split(ids, test_size=inner_fraction, stratify=train["er"], random_state=seed)
+    except ValueError:  # too few patients of a class to stratify (tiny cohorts)
+        _, inner_val = train_test_split(ids, test_size=inner_fraction, random_state=seed)
+    roles[roles == "train"] = "inner_train"
+    roles.loc[inner_val.to_numpy()] = "inner_validation"
+    return roles
+
+
+def architecture_seed(seed: int, architecture: str) -> int:
+    """A seed per architecture that does not depend on the order of ``cnn.architectures``."""
+    return seed * 1000 + CNN_ARCHITECTURES.index(architecture)
+
+
+def _check_dataset(dataset: SliceDatasetLike) -> tuple[np.ndarray, pd.DataFrame, list[int]]:
+    images, patients, offsets = dataset.images, dataset.patients.reset_index(drop=True), list(dataset.offsets)
+    missing = {"patient_id", "er", "split"} - set(patients.columns)
+    if missing:
+        raise ValueError(f"slice dataset: patients table lacks column(s) {sorted(missing)}")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[:2] != (len(patients), len(offsets)) \
+            or images.shape[2] != images.shape[3]:
+        raise ValueError(f"slice dataset: expected uint8 images (n_patients={len(patients)}, n_offsets="
+                         f"{len(offsets)}, S, S), got {images.dtype} {images.shape}; rebuild it (notebook 02)")
+    if not set(patients["split"]) <= {"train", "validation"} or (patients["split"] == "train").sum() < 2:
+        raise ValueError("slice dataset: split must be 'train' or 'validation', with at least 2 training patients")
+    return images, patients, offsets
+
+
+def _dataset_hash(images: np.ndarray, patients: pd.DataFrame, offsets: list[int]) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(images).data)
+    digest.update(patients[["patient_id", "er", "split"]].to_csv(index=False).encode())
+    digest.update(json.dumps(offsets).encode())
+    return digest.hexdigest()
+
+
+def _cache_key(architecture: str, params: Params, data_hash: str) -> str:
+    """Everything that changes this architecture's checkpoint: its training parameters, weights file, the
+    protocol, seed and slice dataset (not threads, progress bars or the device)."""
+    cfg = params.cnn.model_dump(mode="json", exclude={"architectures", "epochs", "input_size", "weights",
+                                                      "num_threads", "progress", "device",
+                                                      "downstream_architecture", "eval_batch_size"})
+    weights = params.cnn.weights.get(architecture)
+    weights_id = None
+    if weights is not None and Path(weights).is_file():
+        weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    payload = {"v": CACHE_VERSION, "arch": architecture, "cfg": cfg, "epochs": params.cnn.epochs[architecture],
+               "size": params.cnn.size_of(architecture), "weights": weights_id, "protocol": params.protocol,
+               "seed": params.seed, "inner": params.cnn.inner_validation_fraction, "data": data_hash}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cache_files(run: RunFolder, architecture: str) -> dict[str, Path]:
+    folder = run.cache / "cnn"
+    folder.mkdir(parents=True, exist_ok=True)
+    return {"meta": run.models / f"{architecture}.json", "state": run.models / f"{architecture}.pt",
+            "slices": folder / f"{architecture}_slices.csv", "history": folder / f"{architecture}_history.csv"}
+
+
+def _load_cached(run: RunFolder, architecture: str, key: str) -> tuple[dict, pd.DataFrame, pd.DataFrame] | None:
+    files = _cache_files(run, architecture)
+    if not all(p.is_file() for p in files.values()):
+        return None
+    meta = json.loads(files["meta"].read_text())
+    if meta.get("cache_key") != key:
+        return None
+    slices = pd.read_csv(files["slices"], dtype={"patient_id": str, "split": str})
+    return meta, slices, pd.read_csv(files["history"])
+
+
+def _train_one(architecture: str, data: SliceTensors, slices: pd.DataFrame, roles: pd.Series, params: Params,
+               run: RunFolder, key: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    cfg = params.cnn
+    role = slices["patient_id"].map(roles).to_numpy()
+    fit_rows = np.flatnonzero(np.isin(role, ["inner_train", "train"]))
+    select_rows = np.flatnonzero(role == ("inner_validation" if params.protocol == "leak_free" else "validation"))
+    seed = architecture_seed(params.seed, architecture)
+    torch.manual_seed(seed)
+    model = build_model(architecture, cfg.weights.get(architecture), cfg.zero_init_residual).to(data.images.device)
+    trained = train_architecture(model, architecture, data, fit_rows, select_rows, cfg, seed,
+                                 desc=ARCHITECTURE_NAMES[architecture])
+    prob = predict_probabilities(model, data, np.arange(len(slices)), cfg.size_of(architecture), cfg)
+    if not np.isfinite(prob).all():
+        raise RuntimeError(f"{ARCHITECTURE_NAMES[architecture]}: training diverged (non-finite probabilities); "
+                           "lower cnn.lr, or raise cnn.batch_size or the input size")
+    predictions = slices.assign(architecture=ARCHITECTURE_NAMES[architecture], prob=prob)[PREDICTION_COLUMNS]
+    weights = cfg.weights.get(architecture)
+    meta = {"architecture": architecture, "cache_key": key, "best_epoch": trained.best_epoch,
+            "selection_auc": trained.selection_auc, "epochs": cfg.epochs[architecture],
+            "input_size": cfg.size_of(architecture), "initialisation": Path(weights).name if weights else "random",
+            "device": data.images.device.type, "seconds": float(trained.history["seconds"].sum())}
+    files = _cache_files(run, architecture)
+    torch.save(trained.state_dict, files["state"])
+    predictions.to_csv(files["slices"], index=False)
+    trained.history.to_csv(files["history"], index=False)
+    files["meta"].write_text(json.dumps(meta, indent=2))
+    return meta, predictions, trained.history
+
+
+def choose_architecture(metas: dict[str, dict], params: Params) -> dict:
+    """The architecture used downstream: ``cnn.downstream_architecture``, or the best selection AUC (inner
+    validation under leak_free, validation under onekey_compat); ties go to the first listed."""
+    selected_on = "inner_validation" if params.protocol == "leak_free" else "validation"
+    aucs = {a: m["selection_auc"] for a, m in metas.items()}
+    if params.cnn.downstream_architecture != "auto":
+        chosen, selected_on = params.cnn.downstream_architecture, "params"
+    else:
+        chosen = max(metas, key=lambda a: -np.inf if np.isnan(aucs[a]) else aucs[a])
+    return {"architecture": ARCHITECTURE_NAMES[chosen], "key": chosen, "selected_on": selected_on,
+            "protocol": params.protocol, "selection_auc": {ARCHITECTURE_NAMES[a]: v for a, v in aucs.items()},
+            "best_epoch": {ARCHITECTURE_NAMES[a]: m["best_epoch"] for a, m in metas.items()}}
+
+
+def choice_table(choice: dict) -> pd.DataFrame:
+    """One row per architecture: chosen epoch, its selection AUC, and whether it is used downstream."""
+    return pd.DataFrame({"architecture": list(choice["selection_auc"]),
+                         "best_epoch": list(choice["best_epoch"].values()),
+                         f"{choice['selected_on']}_auc": list(choice["selection_auc"].values()),
+                         "downstream": [a == choice["architecture"] for a in choice["selection_auc"]]})
+
+
+def training_plan(dataset: SliceDatasetLike, params: Params) -> pd.DataFrame:
+    """Patients, slices and ER share per role (who trains, who picks the checkpoint, who is only predicted)."""
+    _, patients, offsets = _check_dataset(dataset)
+    roles = patient_roles(patients, params.protocol, params.cnn.inner_validation_fraction, params.seed)
+    table = patients.assign(role=patients["patient_id"].astype(str).map(roles).to_numpy())
+    use = {"inner_train": "fits the weights", "train": "fits the weights",
+           "inner_validation": "chooses epoch and architecture",
+           "validation": "chooses epoch and architecture" if params.protocol != "leak_free" else "predicted only"}
+    summary = table.groupby("role", sort=False).agg(patients=("patient_id", "size"), er_fraction=("er", "mean"))
+    summary.insert(1, "slices", summary["patients"] * len(offsets))
+    return summary.reset_index().assign(use=lambda t: t["role"].map(use))
+
+
+def slice_metrics_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Table 3: accuracy, AUC (DeLong 95% CI), sensitivity, specificity per architecture on train and validation
+    slices. The threshold is ``evaluation.fixed_threshold``, or Youden's J on each architecture's training slices.
+
+    The CI treats slices as independent, which they are not (11 slices per patient): it is too narrow.
+    """
+    ev = params.evaluation
+    thresholds = {}
+    for architecture, group in predictions.groupby("architecture", sort=False):
+        thresholds[architecture] = ev.fixed_threshold
+        if ev.threshold == "youden":
+            train = group[group["split"] == "train"]
+            try:
+                thresholds[architecture] = youden_threshold(train["er"], train["prob"])
+            except ValueError as exc:
+                warnings.warn(f"Table 3, {architecture}: no Youden threshold ({exc}); using "
+                              f"{ev.fixed_threshold}", stacklevel=2)
+    rows = []
+    for dataset in ("train", "validation"):
+        for architecture, group in predictions.groupby("architecture", sort=False):
+            part = group[group["split"] == dataset]
+            row = dict.fromkeys(TABLE3_COLUMNS[2:], float("nan"))
+            try:
+                metrics = classification_metrics(part["er"], part["prob"], thresholds[architecture])
+                row.update({k: metrics[k] for k in ("accuracy", "sensitivity", "specificity")})
+                row["auc"] = auc(part["er"], part["prob"])
+                row["auc"], row["auc_low"], row["auc_high"] = auc_ci(part["er"], part["prob"], ev.ci_level)
+            except ValueError as exc:  # one class only (no metrics), or a constant score (AUC 0.5, no CI)
+                warnings.warn(f"Table 3, {architecture} on {dataset} slices: {exc}", stacklevel=2)
+            rows.append({"dataset": dataset, "architecture": architecture, **row})
+    return pd.DataFrame(rows, columns=TABLE3_COLUMNS)
+
+
+def train_and_predict(dataset: SliceDatasetLike, params: Params, run: RunFolder) -> CNNResult:
+    """Train every architecture of ``params.cnn``, predict every slice, choose the downstream architecture and
+    write the stage's outputs (module docstring). Reuses cached checkpoints when nothing changed."""
+    images, patients, offsets = _check_dataset(dataset)
+    cfg = params.cnn
+    for architecture in cfg.architectures:  # fail before hours of training, not after
+        weights = cfg.weights.get(architecture)
+        if weights is not None and not Path(weights).expanduser().is_file():
+            build_model(architecture, weights)
+    roles = patient_roles(patients, params.protocol, cfg.inner_validation_fraction, params.seed)
+    roles.rename_axis("patient_id").reset_index().to_csv(run.models / "cnn_inner_split.csv", index=False)
+    n_offsets = len(offsets)
+    slices = pd.DataFrame({"patient_id": np.repeat(patients["patient_id"].astype(str).to_numpy(), n_offsets),
+                           "offset": np.tile(np.asarray(offsets, dtype=int), len(patients)),
+                           "split": np.repeat(patients["split"].to_numpy(), n_offsets),
+                           "er": np.repeat(patients["er"].astype(int).to_numpy(), n_offsets)})
+    data_hash = _dataset_hash(images, patients, offsets)
+    metas, predictions, histories = {}, [], []
+    device, data = resolve_device(cfg), None
+    with torch_settings(cfg, device):
+        for architecture in cfg.architectures:
+            key = _cache_key(architecture, params, data_hash)
+            cached = _load_cached(run, architecture, key)
+            if cached is None:
+                if data is None:
+                    data = SliceTensors.from_stacks(images, patients["er"].to_numpy(), device)
+                cached = _train_one(architecture, data, slices, roles, params, run, key)
+            metas[architecture] = cached[0]
+            predictions.append(cached[1])
+            histories.append(cached[2])
+    predictions = pd.concat(predictions, ignore_index=True)
+    history = pd.concat(histories, ignore_index=True)
+    history["architecture"] = history["architecture"].map(ARCHITECTURE_NAMES)
+    choice = choose_architecture(metas, params)
+    predictions.to_csv(run.predictions / "slice_predictions.csv", index=False)
+    history.to_csv(run.tables / "cnn_history.csv", index=False)
+    (run.models / "cnn_choice.json").write_text(json.dumps(choice, indent=2))
+    table3 = slice_metrics_table(predictions, params)
+    table3.to_csv(run.tables / "table3_slice_cnn.csv", index=False)
+    return CNNResult(predictions=predictions, history=history, table3=table3, choice=choice)
+
+
+def load_choice(run: RunFolder) -> dict:
+    """``models/cnn_choice.json`` of the run (written by notebook 03)."""
+    path = run.models / "cnn_choice.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: train the slice CNNs first (notebook 03_cnn_training, "
+                                "cnn.train_and_predict)")
+    return json.loads(path.read_text())
+
+
+def downstream_predictions(run: RunFolder) -> pd.DataFrame:
+    """Slice predictions of the architecture chosen for the MIL step: patient_id, offset, split,
+    architecture, prob, er (one row per slice)."""
+    choice = load_choice(run)
+    table = pd.read_csv(run.predictions / "slice_predictions.csv", dtype={"patient_id": str, "split": str})
+    return table[table["architecture"] == choice["architecture"]].reset_index(drop=True)
+
+
+def load_trained_model(run: RunFolder, architecture: str, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The chosen checkpoint of ``architecture`` (key or display name) in eval mode on ``device``."""
+    key = {v: k for k, v in ARCHITECTURE_NAMES.items()}.get(architecture, architecture)
+    model = build_model(key)
+    model.load_state_dict(torch.load(run.models / f"{key}.pt", map_location="cpu", weights_only=True))
+    return model.to(device).eval()
+
+
+__all__ = ["ARCHITECTURE_NAMES", "CNNResult", "build_model", "choice_table", "choose_architecture",
+           "downstream_predictions",
+           "last_conv_block", "load_choice", "load_trained_model", "patient_roles", "resolve_device",
+           "slice_metrics_table", "train_and_predict", "training_plan"]
