@@ -309,9 +309,16 @@ def force_figure(result: ShapResult, patient_id: str) -> plt.Figure:
     """Fig. 5g: the same patient as a force plot (static matplotlib rendering, so it shows in the book)."""
     row = result.row(patient_id)
     shown = row.display_data if row.display_data is not None else row.data
-    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+    if abs(float(np.sum(row.values))) < 1e-9:
+        # SHAP's force layout divides by the total effect and does not finish when it is 0
+        fig, ax = plt.subplots(figsize=(16, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"DL-MIL, patient {patient_id}: {OUTPUT_NAME} = {float(row.base_values):.3f}, the base "
+                "value; the features' SHAP values add up to 0, so there is no force to draw", ha="center",
+                va="center", fontsize=12)
+        return fig
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout notices from SHAP's text placement
-        # np.errstate: SHAP divides by the total effect, which is 0 for a patient predicted at the base value
         fig = shap.plots.force(float(row.base_values), row.values, features=np.round(shown.astype(float), 3),
                                feature_names=result.feature_names, out_names=OUTPUT_NAME, matplotlib=True,
                                show=False, figsize=(16, 3.5), text_rotation=0)

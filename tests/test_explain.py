@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 
@@ -192,3 +193,12 @@ def test_saved_predictions_from_another_fit_are_flagged(result, fitted):
         explain.check_predictions(result, stale)
     line = explain.describe_patient(result, predictions, "P004")
     assert line.startswith("Patient P004 (train set, observed: ") and "P(ER) = " in line
+
+
+def test_force_plot_of_a_patient_at_the_base_value_finishes(result):
+    """SHAP's force layout never returns when the total effect is 0; the figure says so instead."""
+    at_base = copy.deepcopy(result)
+    at_base.explanation.values = np.zeros_like(result.explanation.values)
+    fig = explain.force_figure(at_base, "P004")
+    assert "base value" in fig.axes[0].texts[0].get_text()
+    plt.close("all")
