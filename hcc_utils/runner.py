@@ -128,9 +128,11 @@ def _kernel_environment():
                 os.environ[key] = value
 
 
-def execute_notebook(name: str, run: RunFolder, notebook_dir: Path, hint: str) -> float:
+def execute_notebook(name: str, run: RunFolder, notebook_dir: Path, hint: str,
+                     cell_timeout: int | None = None) -> float:
     """Execute one notebook with papermill into ``run/notebooks``; returns its wall time in seconds."""
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
     from papermill.exceptions import PapermillExecutionError
 
     source = notebook_dir / f"{name}.ipynb"
@@ -142,16 +144,21 @@ def execute_notebook(name: str, run: RunFolder, notebook_dir: Path, hint: str) -
         with _kernel_environment():
             pm.execute_notebook(str(source), str(target), kernel_name="python3", cwd=str(run.notebooks),
                                 parameters={"params_file": str(run.params_file), "run_dir": str(run.root)},
-                                progress_bar=False, log_output=False, report_mode=False)
+                                progress_bar=False, log_output=False, report_mode=False,
+                                execution_timeout=cell_timeout)
     except PapermillExecutionError as exc:
         raise NotebookFailed(name, exc.cell_index, exc.exec_count, exc.source, f"{exc.ename}: {exc.evalue}",
                              target, hint) from None
+    except CellTimeoutError as exc:
+        raise RunError(f"notebook {name}.ipynb: a cell ran longer than {cell_timeout} s ({exc}); the partly "
+                       f"executed notebook is kept at {target}\n  {hint}") from None
     return time.perf_counter() - start
 
 
 def run_book(params_file: Path | str, out: Path | str | None = None, resume: bool = False,
              build: bool = True, notebooks: list[tuple[str, str]] | None = None,
-             notebook_dir: Path = NOTEBOOK_DIR, runs_root: Path | None = None, echo=print) -> RunResult:
+             notebook_dir: Path = NOTEBOOK_DIR, runs_root: Path | None = None, echo=print,
+             cell_timeout: int | None = None) -> RunResult:
     """Execute the book's notebooks in order into a run folder and render the HTML report.
 
     Args:
@@ -160,6 +167,7 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         resume: continue ``out``, skipping notebooks that finished (the params must be the same).
         build: render the book with jupyter-book after the notebooks ran.
         notebooks: the ordered (stem, title) list; default ``NOTEBOOKS``.
+        cell_timeout: seconds one cell may run before the run fails (default: no limit).
     """
     params_file = Path(params_file)
     params = load_params(params_file)
@@ -187,7 +195,7 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         status[name] = {"state": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         _write_status(run, status)
         try:
-            seconds = execute_notebook(name, run, Path(notebook_dir), hint)
+            seconds = execute_notebook(name, run, Path(notebook_dir), hint, cell_timeout)
         except NotebookFailed:
             status[name]["state"] = "failed"
             _write_status(run, status)

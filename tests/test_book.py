@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("book") / "smoke"
-    return run_book(ROOT / "params" / "smoke.yaml", out=out, echo=print)
+    return run_book(ROOT / "params" / "smoke.yaml", out=out, echo=print, cell_timeout=600)
 
 
 @pytest.mark.book

@@ -109,3 +109,10 @@ def test_toc_follows_the_notebook_list():
     assert [c["file"] for c in toc["chapters"]] == [f"notebooks/{name}" for name, _ in NOTEBOOKS]
     for name, _ in NOTEBOOKS:
         assert (Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb").is_file()
+
+
+def test_a_cell_that_hangs_is_stopped_and_named(project):
+    make_notebook(project["nbs"], "c_hangs", "import time\ntime.sleep(60)")
+    with pytest.raises(RunError, match="c_hangs.ipynb: a cell ran longer than 3 s"):
+        run_book(project["params"], notebooks=[("c_hangs", "Hangs")], notebook_dir=project["nbs"], build=False,
+                 runs_root=project["root"] / "runs", echo=lambda *_: None, cell_timeout=3)
