@@ -21,10 +21,9 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from hcc_utils.cnn import build_model, resolve_device
-from hcc_utils.cnn_train import SliceTensors, autocast_for, torch_settings, train_architecture
+from hcc_utils.cnn_train import SliceTensors, sgd_step, torch_settings, train_architecture
 from hcc_utils.config import CNNConfig
 
 
@@ -51,12 +50,7 @@ def ceiling(architecture: str, cfg: CNNConfig, device: torch.device, iters: int,
     model.train()
 
     def step() -> None:
-        with autocast_for(device, cfg):
-            logits = forward(x)
-        loss = F.cross_entropy(logits.float(), y)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        sgd_step(forward, optimiser, x, y, device, cfg)
 
     for _ in range(warmup):
         step()

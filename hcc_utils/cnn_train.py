@@ -226,6 +226,21 @@ def _epoch_plan(rows: np.ndarray, cfg: CNNConfig, side: int, generator: torch.Ge
     return order.to(device), boxes.to(device), flips.to(device), batches_per_epoch(n, cfg.batch_size)
 
 
+def sgd_step(forward, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+             device: torch.device, cfg: CNNConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimisation step (forward under autocast, cross-entropy, backward, step); returns (loss, logits).
+
+    Shared by the trainer and the throughput benchmark's synthetic-tensor ceiling, so both time the same work.
+    """
+    with autocast_for(device, cfg):
+        logits = forward(x)
+    loss = F.cross_entropy(logits.float(), y)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    return loss, logits
+
+
 def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTensors, fit_rows: np.ndarray,
                        select_rows: np.ndarray, cfg: CNNConfig, seed: int, desc: str | None = None) -> TrainedCNN:
     """Train ``model`` on the slices ``fit_rows``; keep the epoch with the best slice AUC on ``select_rows``.
@@ -270,12 +285,7 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
             x = resize_slices(data.images[rows], size, boxes[part])
             x = torch.where(flips[part].view(-1, 1, 1, 1), x.flip(-1), x)
             x, y = network_input(x, channels_last), data.labels[rows]
-            with autocast_for(device, cfg):
-                logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
+            loss, logits = sgd_step(forward, optimiser, x, y, device, cfg)
             schedule.step()
             loss_sum += loss.detach() * len(rows)
             probs[b * cfg.batch_size:b * cfg.batch_size + len(rows)] = logits.detach().float().softmax(1)[:, 1]
