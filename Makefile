@@ -11,7 +11,7 @@ VENV ?= $(VENV_ROOT)/py311-$(REQ_HASH)
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv report smoke paper test lint lab clean-runs
+.PHONY: help venv report smoke paper test lint lab bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,12 @@ test: venv  ## run the test suite (includes one end-to-end smoke book)
 
 lint: venv  ## ruff over the package, tests, benchmarks and notebooks
 	$(PY) -m ruff check hcc_utils tests benchmarks notebooks
+
+bench: venv  ## the speed checks of benchmarks/ (several minutes; best on an otherwise idle machine)
+	$(PY) benchmarks/synth.py
+	$(PY) benchmarks/preprocess.py --n 12
+	$(PY) benchmarks/cnn_throughput.py --size 64 --slices 1024 --batch-size 32
+	$(PY) benchmarks/radiomics.py --patients 4
 
 lab: venv  ## open the notebooks in JupyterLab
 	$(PY) -m jupyter lab notebooks/
