@@ -55,7 +55,7 @@ def _cohort(args) -> pd.DataFrame:
 
         out = Path(tempfile.mkdtemp(prefix="radiomics_bench_"))
         print(f"generating {args.patients} synthetic patients in {out} ...", flush=True)
-        cfg = SyntheticCohort(n=args.patients, seed=args.seed, image_size=args.image_size)
+        cfg = SyntheticCohort(n=max(8, args.patients), seed=args.seed, image_size=args.image_size)  # n >= 8
         synth.generate_cohort(cfg, out, n_jobs=2, progress=False)
         manifest = out / "cohort.csv"
     table = load_manifest(manifest)
