@@ -43,3 +43,37 @@ def test_outputs_in_the_run_folder(smoke_run):
     assert (run / "figures" / "tumour_gallery.png").is_file()
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["cohort_manifest"]["sha256"] and prov["ended"]
+
+
+@pytest.mark.book
+def test_bad_patients_are_excluded_and_shown_not_fatal(tmp_path):
+    """A user's cohort with a truncated image and a missing mask: chapters 01-02 finish and name both."""
+    import shutil
+
+    import nbformat
+    import pandas as pd
+    import yaml
+
+    from hcc_utils.cohort import ensure_synthetic
+    from hcc_utils.config import load_params
+
+    source = ensure_synthetic(load_params(ROOT / "params" / "smoke.yaml").cohort.synthetic).parent
+    cohort = tmp_path / "cohort"
+    shutil.copytree(source, cohort)
+    manifest = pd.read_csv(cohort / "cohort.csv", dtype={"patient_id": str}).head(12)
+    manifest.to_csv(cohort / "cohort.csv", index=False)
+    broken, missing = manifest.loc[0], manifest.loc[1]
+    image = cohort / broken["image"]
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
+    (cohort / missing["mask"]).unlink()
+    params = tmp_path / "mine.yaml"
+    params.write_text(yaml.safe_dump({"name": "mine", "cohort": {"manifest": str(cohort / "cohort.csv")},
+                                      "slices": {"size": 32}}))
+    result = run_book(params, out=tmp_path / "run", build=False, notebooks=NOTEBOOKS[:2], echo=print,
+                      cell_timeout=300)
+    excluded = pd.read_csv(result.run_dir / "exclusions.csv", dtype=str)
+    assert set(excluded.loc[excluded["severity"] == "excluded", "patient_id"]) == {broken["patient_id"],
+                                                                                   missing["patient_id"]}
+    shown = nbformat.read(result.run_dir / "notebooks" / "02_slices_2p5d.ipynb", as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in shown.cells])
+    assert broken["patient_id"] in text and missing["patient_id"] in text and "10 of 12 patients" in text

@@ -153,3 +153,20 @@ def tumour_size_figure(info: pd.DataFrame, hue: str | None = "split"):
     fig.suptitle(f"Tumour size at the central slice (n = {len(table)})", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def first_usable_resampling_figure(cohort: pd.DataFrame, pre: PreprocessConfig | None = None,
+                                   slices_cfg: SlicesConfig | None = None):
+    """:func:`resampling_figure` for the first patient of ``cohort`` whose image and mask can be used.
+
+    A patient with a broken file is skipped here (chapter 02 lists it with the reason), so one bad case never
+    stops the book.
+    """
+    from hcc_utils.inputs_check import PatientInputError
+
+    for row in cohort.itertuples(index=False):
+        try:
+            return resampling_figure(row.image, row.mask, pre, slices_cfg, str(row.patient_id))
+        except PatientInputError:
+            continue
+    raise ValueError("no patient's image and mask could be read; see chapter 02's exclusions")
