@@ -24,6 +24,7 @@ import pandas as pd
 
 from hcc_utils import radiomics
 from hcc_utils.config import Params
+from hcc_utils.icc import icc_table, reliable_features
 from hcc_utils.modeling import RecipeResult, fit_recipe
 from hcc_utils.run_folder import RunFolder
 
@@ -149,8 +150,8 @@ def fit_radiomics_model(cohort: pd.DataFrame, params: Params, run: RunFolder,
                if p in reader2.index and p in reader1.index]
     if len(icc_ids) >= 3:
         icc_jobs = n_jobs if len(finite) > ICC_PARALLEL_FROM else 1
-        icc = radiomics.icc_table(reader1.loc[icc_ids, finite], reader2.loc[icc_ids, finite], n_jobs=icc_jobs)
-        reliable = radiomics.reliable_features(icc, params.radiomics.icc_threshold)
+        icc = icc_table(reader1.loc[icc_ids, finite], reader2.loc[icc_ids, finite], n_jobs=icc_jobs)
+        reliable = reliable_features(icc, params.radiomics.icc_threshold)
         if not reliable:
             raise radiomics.RadiomicsError(f"no feature has ICC > {params.radiomics.icc_threshold}; lower "
                                            "radiomics.icc_threshold or check the second reader's masks")

@@ -20,6 +20,7 @@ from _volumes import blobs, realdata_dir, volume, with_lesion, write  # noqa: E4
 
 from hcc_utils import radiomics  # noqa: E402
 from hcc_utils.config import params_from_dict  # noqa: E402
+from hcc_utils.icc import icc_table, reliable_features  # noqa: E402
 from hcc_utils.plots import radiomics as radiomics_plots  # noqa: E402
 from hcc_utils.radiomics_model import family_counts, feature_parts, fit_radiomics_model  # noqa: E402
 from hcc_utils.run_folder import RunFolder  # noqa: E402
@@ -159,19 +160,19 @@ def _readers(n=40, n_features=4, noise=0.0, seed=0):
 
 def test_icc_is_one_for_identical_readers_and_drops_with_noise():
     r1, _ = _readers()
-    identical = radiomics.icc_table(r1, r1.copy())
+    identical = icc_table(r1, r1.copy())
     assert list(identical.columns) == ["feature", "icc", "ci_low", "ci_high"]
     assert np.allclose(identical["icc"], 1.0)
-    iccs = [radiomics.icc_table(*_readers(noise=s, seed=1))["icc"].mean() for s in (0.1, 0.5, 1.5)]
+    iccs = [icc_table(*_readers(noise=s, seed=1))["icc"].mean() for s in (0.1, 0.5, 1.5)]
     assert 1.0 > iccs[0] > iccs[1] > iccs[2]
-    table = radiomics.icc_table(*_readers(noise=0.5, seed=1))
+    table = icc_table(*_readers(noise=0.5, seed=1))
     assert (table["ci_low"] < table["icc"]).all() and (table["icc"] < table["ci_high"]).all()
 
 
 def test_icc3_matches_two_way_mixed_consistency_formula_and_ignores_reader_offset():
     r1, r2 = _readers(noise=0.6, seed=2)
     r2 = r2 + 1000.0  # a systematic bias: consistency ICC(3,1) ignores it
-    icc = radiomics.icc_table(r1, r2).set_index("feature")["icc"]
+    icc = icc_table(r1, r2).set_index("feature")["icc"]
     for feature in r1.columns:
         x = np.column_stack([r1[feature], r2[feature]])
         n, k = x.shape
@@ -186,9 +187,9 @@ def test_icc_of_a_constant_feature_is_nan_and_not_reliable():
     r1, r2 = _readers(noise=0.1)
     r1["original_shape_Flat"] = 5.0
     r2["original_shape_Flat"] = 5.0
-    table = radiomics.icc_table(r1, r2)
+    table = icc_table(r1, r2)
     assert np.isnan(table.set_index("feature").loc["original_shape_Flat", "icc"])
-    assert "original_shape_Flat" not in radiomics.reliable_features(table, 0.75)
+    assert "original_shape_Flat" not in reliable_features(table, 0.75)
 
 
 # ------------------------------------------------------------------------------------------- cohort + model
