@@ -13,7 +13,9 @@ Then an eval-mode pass of each chosen checkpoint over every slice gives the slic
 MIL step. Weights start random, or from a local torchvision state dict named in ``cnn.weights`` (nothing is ever
 downloaded). Outputs in the run folder::
 
-    predictions/slice_predictions.csv   patient_id, offset, split, architecture, prob, er
+    predictions/slice_predictions.csv   patient_id, offset, split, architecture, prob, er, train_pass_prob
+                                        (prob: eval-mode pass; train_pass_prob: the chosen epoch's logged
+                                        training pass, empty for slices not in it; hcc_utils.mil.mil_inputs)
     models/<arch>.pt, <arch>.json       chosen checkpoint (state dict) and its metadata (cache key, best epoch)
     models/cnn_choice.json              the architecture used downstream and on what it was chosen
     models/cnn_inner_split.csv          patient_id, role (inner_train / inner_validation / train / validation)
@@ -52,10 +54,10 @@ from hcc_utils.stats import auc, auc_ci, classification_metrics, youden_threshol
 
 ARCHITECTURE_NAMES = {"resnet18": "ResNet18", "resnet101": "ResNet101", "densenet121": "DenseNet121"}
 HEAD_PREFIX = {"resnet18": "fc.", "resnet101": "fc.", "densenet121": "classifier."}
-PREDICTION_COLUMNS = ["patient_id", "offset", "split", "architecture", "prob", "er"]
+PREDICTION_COLUMNS = ["patient_id", "offset", "split", "architecture", "prob", "er", "train_pass_prob"]
 TABLE3_COLUMNS = ["dataset", "architecture", "accuracy", "auc", "auc_low", "auc_high", "sensitivity",
                   "specificity"]
-CACHE_VERSION = "1"  # bump when training or inference changes for the same parameters
+CACHE_VERSION = "2"  # bump when training or inference changes for the same parameters
 
 
 class SliceDatasetLike(Protocol):
@@ -235,7 +237,8 @@ def _train_one(architecture: str, data: SliceTensors, slices: pd.DataFrame, role
     if not np.isfinite(prob).all():
         raise RuntimeError(f"{ARCHITECTURE_NAMES[architecture]}: training diverged (non-finite probabilities); "
                            "lower cnn.lr, or raise cnn.batch_size or the input size")
-    predictions = slices.assign(architecture=ARCHITECTURE_NAMES[architecture], prob=prob)[PREDICTION_COLUMNS]
+    predictions = slices.assign(architecture=ARCHITECTURE_NAMES[architecture], prob=prob,
+                                train_pass_prob=trained.train_pass_prob)[PREDICTION_COLUMNS]
     weights = cfg.weights.get(architecture)
     meta = {"architecture": architecture, "cache_key": key, "best_epoch": trained.best_epoch,
             "selection_auc": trained.selection_auc, "epochs": cfg.epochs[architecture],

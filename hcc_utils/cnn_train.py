@@ -81,6 +81,10 @@ class TrainedCNN:
     best_epoch: int
     selection_auc: float
     history: pd.DataFrame
+    train_pass_prob: np.ndarray
+    """Per slice row of the data, the probability the chosen epoch's training pass gave it (augmented, train
+    mode: what the original tooling logged); NaN for rows not in that pass (selection rows, other patients, the
+    epoch's dropped last batch)."""
 
 
 def cpu_supports_bf16() -> bool:
@@ -253,7 +257,8 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
     Returns:
         The chosen checkpoint and a history with, per epoch: mean training loss, AUC of the training pass
         (augmented, train mode, as the original tooling logged), selection AUC, learning rate at the epoch's
-        start, seconds and images per second of the training pass.
+        start, seconds and images per second of the training pass; and the chosen epoch's training-pass
+        probability of each slice it saw (``TrainedCNN.train_pass_prob``).
     """
     device = data.images.device
     epochs, size = cfg.epochs[architecture], cfg.size_of(architecture)
@@ -269,6 +274,7 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
     select_labels = data.labels[torch.as_tensor(np.asarray(select_rows, dtype=np.int64), device=device)]
     select_labels = select_labels.cpu().numpy()
     history, best_state, best_epoch, best_auc = [], None, 0, -math.inf
+    train_pass_prob = np.full(len(data.labels), np.nan)
     bar = tqdm(range(1, epochs + 1), desc=desc or architecture, unit="epoch", disable=not cfg.progress,
                mininterval=1.0)
     for epoch in bar:
@@ -293,7 +299,8 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - start
-        train_auc = safe_auc(data.labels[order[:seen]].cpu().numpy(), probs[:seen].cpu().numpy())
+        seen_rows, seen_prob = order[:seen].cpu().numpy(), probs[:seen].cpu().numpy()
+        train_auc = safe_auc(data.labels[order[:seen]].cpu().numpy(), seen_prob)
         select_prob = predict_probabilities(model, data, select_rows, size, cfg, forward)
         select_auc = safe_auc(select_labels, select_prob)
         history.append({"architecture": architecture, "epoch": epoch, "loss": float(loss_sum) / max(seen, 1),
@@ -304,8 +311,10 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
         if best_state is None or score > best_auc or (best_auc == -math.inf and score == -math.inf):
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             best_epoch, best_auc = epoch, score
+            train_pass_prob[:] = np.nan
+            train_pass_prob[seen_rows] = seen_prob
     model.load_state_dict(best_state)
     model.eval()
     return TrainedCNN(architecture=architecture, state_dict={k: v.cpu() for k, v in best_state.items()},
                       best_epoch=best_epoch, selection_auc=best_auc if best_auc > -math.inf else float("nan"),
-                      history=pd.DataFrame(history, columns=HISTORY_COLUMNS))
+                      history=pd.DataFrame(history, columns=HISTORY_COLUMNS), train_pass_prob=train_pass_prob)

@@ -250,6 +250,10 @@ class MILConfig(_Section):
 
     label_threshold: float = Field(0.5, gt=0, lt=1, description="a slice's predicted label is "
                                    "prob >= label_threshold (the 2 label bins)")
+    training_predictions: Literal["protocol", "eval", "train_pass"] = Field(
+        "protocol", description="training patients' slice probabilities: the chosen checkpoint's eval-mode pass "
+        "('eval'), or the chosen epoch's logged training pass, augmented and in train mode, as the original "
+        "tooling used ('train_pass'); 'protocol': eval under leak_free, train_pass under onekey_compat")
 
 
 class SelectionConfig(_Section):

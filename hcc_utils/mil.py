@@ -24,6 +24,10 @@ Features (26 columns, always all of them, in this order, also when a bin is empt
   transforms, one over the 11 probability tokens (those 11 columns normalised together) and one over the 2 label
   tokens (those 2 normalised together).
 
+Which probabilities (``mil_inputs``): the eval-mode pass of the chosen checkpoint over every slice (leak_free);
+under onekey_compat the training patients' slices take the chosen epoch's logged training-pass probabilities
+(augmented, train mode) instead, as the original tooling did (``mil.training_predictions`` overrides either).
+
 Leakage: the idf is the only fitted quantity. ``idf_on="train"`` (protocol ``leak_free``) fits it on the training
 patients only; ``idf_on="all"`` (protocol ``onekey_compat``, as the original tooling) on every patient, so the
 validation patients' slices change the training features. ``idf_on_for(params.protocol)`` maps one to the other.
@@ -60,6 +64,7 @@ _LABEL_TOKENS = [f"y{b}" for b in LABEL_BINS]
 _TOKEN_PATTERN = r"[^ ]+"
 
 IdfOn = Literal["train", "all"]
+SliceSource = Literal["eval", "train_pass"]
 
 
 class MILError(ValueError):
@@ -72,6 +77,40 @@ def idf_on_for(protocol: str) -> IdfOn:
     if protocol not in mapping:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {sorted(mapping)}")
     return mapping[protocol]
+
+
+def training_source(params: Params) -> SliceSource:
+    """Where the training patients' slice probabilities come from: ``mil.training_predictions``, or by protocol
+    (``leak_free`` -> ``"eval"``, ``onekey_compat`` -> ``"train_pass"``)."""
+    chosen = params.mil.training_predictions
+    if chosen != "protocol":
+        return chosen
+    return "eval" if params.protocol == "leak_free" else "train_pass"
+
+
+def mil_inputs(slice_predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """The slice probabilities the MIL step uses (method.md section 4), with a ``prob_source`` column.
+
+    ``prob`` stays the eval-mode probability for every slice, except, when ``training_source(params)`` is
+    ``"train_pass"``, for training patients' slices that were in the chosen epoch's training pass: those take
+    ``train_pass_prob`` (source ``train_pass``). Slices outside that pass (under leak_free the inner-validation
+    patients; always the epoch's dropped last batch) keep the eval-mode value (source ``eval``). Validation
+    patients are always ``eval``.
+
+    Raises:
+        MILError: ``train_pass`` asked for, but the predictions have no ``train_pass_prob`` (made before it was
+            logged): rerun notebook 03.
+    """
+    table = slice_predictions.assign(prob_source="eval")
+    if training_source(params) == "eval":
+        return table
+    if "train_pass_prob" not in table.columns:
+        raise MILError("the slice predictions have no training-pass probabilities (train_pass_prob), which "
+                       f"protocol {params.protocol} / mil.training_predictions asks for; rerun notebook 03")
+    use = (table["split"] == "train") & table["train_pass_prob"].notna()
+    table.loc[use, "prob"] = table.loc[use, "train_pass_prob"]
+    table.loc[use, "prob_source"] = "train_pass"
+    return table
 
 
 def probability_bin(prob: np.ndarray | pd.Series | float) -> np.ndarray:
@@ -165,15 +204,17 @@ def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_
 
 
 def prediction_overview(slice_predictions: pd.DataFrame, label_threshold: float = 0.5) -> pd.DataFrame:
-    """Patients, slices, mean slice probability and share of slices predicted ER, per split and outcome.
+    """Patients, slices, mean slice probability and share of slices predicted ER, per split and outcome; with
+    ``mil_inputs``' output also the number of slices whose probability is the training pass's.
 
     Needs the ``split`` and ``er`` columns of ``slice_predictions.csv``.
     """
     table = slice_predictions.assign(group=slice_predictions["er"].map({0: "NER", 1: "ER"}))
-    summary = table.groupby(["split", "group"], sort=True).agg(
-        patients=("patient_id", "nunique"), slices=("prob", "size"), mean_prob=("prob", "mean"),
-        share_predicted_er=("prob", lambda p: float((p >= label_threshold).mean())))
-    return summary.reset_index()
+    columns = {"patients": ("patient_id", "nunique"), "slices": ("prob", "size"), "mean_prob": ("prob", "mean"),
+               "share_predicted_er": ("prob", lambda p: float((p >= label_threshold).mean()))}
+    if "prob_source" in table.columns:
+        columns["train_pass_slices"] = ("prob_source", lambda s: int((s == "train_pass").sum()))
+    return table.groupby(["split", "group"], sort=True).agg(**columns).reset_index()
 
 
 def build_mil_table(slice_predictions: pd.DataFrame, cohort: pd.DataFrame, params: Params,

@@ -98,6 +98,20 @@ def test_trainer_learns_a_strong_image_signal(learnt):
     assert cnn.load_trained_model(run, "ResNet18").fc.out_features == 2
 
 
+def test_the_chosen_epochs_training_pass_is_logged_for_the_slices_it_saw(learnt):
+    data, params, run, result = learnt
+    saved = pd.read_csv(run.predictions / "slice_predictions.csv", dtype={"patient_id": str})
+    roles = pd.read_csv(run.models / "cnn_inner_split.csv", dtype={"patient_id": str}).set_index("patient_id")
+    role = saved["patient_id"].map(roles["role"])
+    logged = saved["train_pass_prob"].notna()
+    assert not logged[role != "inner_train"].any()  # selection and validation slices are never in the pass
+    fit = int((role == "inner_train").sum())
+    batch = params.cnn.batch_size
+    assert logged.sum() == fit // batch * batch  # all but the epoch's dropped last batch
+    assert saved.loc[logged, "train_pass_prob"].between(0, 1).all()
+    assert not np.allclose(saved.loc[logged, "train_pass_prob"], saved.loc[logged, "prob"])  # another pass
+
+
 def test_patients_never_cross_roles():
     data = blob_slices(n_patients=40)
     roles = cnn.patient_roles(data.patients, "leak_free", 0.25, seed=0)

@@ -158,6 +158,40 @@ def test_build_and_load_table(tmp_path):
         mil.build_mil_table(preds, cohort.iloc[1:], params)
 
 
+def _logged_predictions() -> pd.DataFrame:
+    """Two training patients (one slice left out of the logged pass) and one validation patient."""
+    return pd.DataFrame({"patient_id": ["t1", "t1", "t2", "t2", "v1", "v1"],
+                         "split": ["train"] * 4 + ["validation"] * 2,
+                         "prob": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+                         "train_pass_prob": [0.9, np.nan, 0.7, 0.8, np.nan, np.nan]})
+
+
+@pytest.mark.parametrize("protocol, chosen, source", [("leak_free", "protocol", "eval"),
+                                                      ("onekey_compat", "protocol", "train_pass"),
+                                                      ("leak_free", "train_pass", "train_pass"),
+                                                      ("onekey_compat", "eval", "eval")])
+def test_mil_inputs_take_the_training_pass_only_for_training_slices_it_logged(protocol, chosen, source):
+    params = params_from_dict({"protocol": protocol, "mil": {"training_predictions": chosen},
+                               "cohort": {"synthetic": {"n": 8}}})
+    assert mil.training_source(params) == source
+    preds = _logged_predictions()
+    used = mil.mil_inputs(preds, params)
+    if source == "eval":
+        assert used["prob"].tolist() == preds["prob"].tolist() and set(used["prob_source"]) == {"eval"}
+    else:
+        assert used["prob"].tolist() == [0.9, 0.2, 0.7, 0.8, 0.5, 0.6]  # unlogged and validation slices: eval
+        assert used["prob_source"].tolist() == ["train_pass", "eval", "train_pass", "train_pass", "eval", "eval"]
+    assert preds["prob"].tolist() == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]  # the input is not modified
+    overview = mil.prediction_overview(used.assign(er=[1, 1, 0, 0, 1, 1]))
+    assert overview["train_pass_slices"].sum() == (3 if source == "train_pass" else 0)
+
+
+def test_mil_inputs_ask_for_notebook_03_when_the_training_pass_was_not_logged():
+    params = params_from_dict({"protocol": "onekey_compat", "cohort": {"synthetic": {"n": 8}}})
+    with pytest.raises(mil.MILError, match="rerun notebook 03"):
+        mil.mil_inputs(_logged_predictions().drop(columns="train_pass_prob"), params)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.lists(st.floats(0, 1), min_size=1, max_size=11), min_size=2, max_size=8))
 def test_invariants(slices):
