@@ -124,8 +124,8 @@ def _bin_edges_from_extremes() -> Iterator[None]:
     """PyRadiomics' fixed-bin-width edges, with the ROI's extremes found by numpy.
 
     ``imageoperations.getBinEdges`` takes ``min()`` and ``max()`` of the ROI's grey values with Python's
-    builtins, one numpy scalar per voxel: about a fifth of a full-bank extraction, as the image is binned once
-    per feature class. With a fixed ``binWidth`` the edges depend on those two values only, so PyRadiomics'
+    builtins, one numpy scalar per voxel, and the image is binned once per feature class: 5% of a full-bank
+    extraction for a 3 cm tumour, 25% at 6 cm. With a fixed ``binWidth`` the edges depend on those two values only, so PyRadiomics'
     own function is handed ``[min, max]`` (exact in floating point): the same edges, hence the same features.
     ``binCount`` settings and ROIs holding NaN go to the original function unchanged.
     """
@@ -365,7 +365,8 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
         if missing:
             todo.append((pid, row["image"], missing))
 
-    todo = [todo[i] for i in largest_first([next(iter(missing.values()))[0] for _, _, missing in todo])]
+    first_masks = [next(iter(missing.values()))[0] for _, _, missing in todo]  # reader 1's unless cached
+    todo = [todo[i] for i in largest_first(first_masks)]
     n_jobs = n_jobs or params.radiomics.n_jobs
     jobs = (delayed(extract_patient)(image, {r: m for r, (m, _) in missing.items()}, extractor, pid,
                                      n_jobs > 1) for pid, image, missing in todo)
