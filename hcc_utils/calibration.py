@@ -1,4 +1,4 @@
-"""Calibration of predicted probabilities (method.md section 6): calibration curve, Brier score, calibration
+"""Calibration of predicted probabilities (docs/method.md section 6): calibration curve, Brier score, calibration
 intercept and slope by logistic recalibration.
 
 - Calibration curve: patients grouped into bins of predicted probability (equal-count ``"quantile"`` bins by

@@ -1,6 +1,6 @@
 """Clinical variables: Table 2 (baseline characteristics), variable selection and the Clinical model.
 
-method.md sections 5-6, paper Table 2: per set (train, validation), NER vs ER, mean +- SD for continuous
+docs/method.md sections 5-6, paper Table 2: per set (train, validation), NER vs ER, mean +- SD for continuous
 variables and n (%) per level for categorical ones, with the p-value and the test used. Continuous:
 Shapiro-Wilk per group decides Student's t-test or Mann-Whitney U (``selection.univariate_tests``, the shared
 recipe's own test). Categorical: chi-square, or Fisher's exact test when an expected count is below 5

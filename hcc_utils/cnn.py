@@ -1,4 +1,4 @@
-"""Slice-level CNNs (method.md section 3; paper Table 3, Fig. 3): model zoo, weights, the stage, its outputs.
+"""Slice-level CNNs (docs/method.md section 3; paper Table 3, Fig. 3): model zoo, weights, the stage, its outputs.
 
 Three torchvision architectures with a 2-class head (ResNet18, ResNet101, DenseNet121) are trained on the 2.5D
 slices (:mod:`hcc_utils.cnn_train`), each slice carrying its patient's label. Patient-level discipline:

@@ -1,4 +1,4 @@
-"""Training and inference of one slice-level CNN with the slices resident on the device (method.md section 3).
+"""Training and inference of one slice-level CNN with the slices resident on the device (docs/method.md section 3).
 
 The original tooling's recipe by default: SGD with momentum, learning rate cosine-annealed per iteration,
 RandomResizedCrop + horizontal flip, batch 32, cross-entropy on two classes; every choice is a field of

@@ -1,4 +1,4 @@
-"""Comparison of the three models (method.md section 6, the paper's Table 4 and Fig. 5): Table 4, DeLong
+"""Comparison of the three models (docs/method.md section 6, the paper's Table 4 and Fig. 5): Table 4, DeLong
 tests, ROC, decision and calibration curves, the sample-size check, and (synthetic cohorts only) the oracle
 AUC.
 
@@ -6,7 +6,7 @@ Input: stage 05's per-patient prediction files, read by ``hcc_utils.model_predic
 always use ``prob`` (the final model, fitted on training patients only); training rows use ``prob`` (apparent:
 the final model on its own training patients, as the paper reports) or ``prob_oof`` (out-of-fold), by
 ``params.evaluation.train_predictions``. A model whose file is missing (e.g. radiomics disabled) is skipped
-with a note. Outputs (architecture.md formats): ``tables/table4_models.csv`` and ``tables/delong.csv``.
+with a note. Outputs (docs/architecture.md formats): ``tables/table4_models.csv`` and ``tables/delong.csv``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The run's parameters: one pydantic model, loaded from a YAML file in ``params/`` and validated once.
 
-Every choice of the method (``../shared/design/method.md``) is a field here, with the paper's value or our
+Every choice of the method (``docs/method.md``) is a field here, with the paper's value or our
 documented choice as its default. Unknown keys, wrong types and out-of-range values are errors that name the key,
 the value and the file::
 
@@ -9,7 +9,7 @@ the value and the file::
     >>> params.slices.offsets
     [-9, -7, -4, -2, -1, 0, 1, 2, 4, 7, 9]
 
-Sections map to stages: ``cohort`` (section 1 of method.md, data), ``preprocess`` (1), ``slices`` (2), ``cnn``
+Sections map to stages: ``cohort`` (section 1 of docs/method.md, data), ``preprocess`` (1), ``slices`` (2), ``cnn``
 (3), ``mil`` (4), ``selection`` and ``model`` (5), ``radiomics`` and ``clinical`` (5), ``evaluation`` (6),
 ``explain`` and ``pathology`` (6).
 """
@@ -169,7 +169,7 @@ CNNArchitecture = Literal["resnet18", "resnet101", "densenet121"]
 
 
 class CNNConfig(_Section):
-    """Slice-level CNNs (method.md section 3; the original tooling's training recipe by default).
+    """Slice-level CNNs (docs/method.md section 3; the original tooling's training recipe by default).
 
     ``epochs`` and ``input_size`` may differ per architecture (a mapping), so a CPU profile can give the heavy
     networks a smaller input and fewer epochs; an int ``input_size`` applies to all. Every listed architecture is
@@ -246,7 +246,7 @@ class CNNConfig(_Section):
 
 
 class MILConfig(_Section):
-    """PLH and BoW features (method.md section 4)."""
+    """PLH and BoW features (docs/method.md section 4)."""
 
     label_threshold: float = Field(0.5, gt=0, lt=1, description="a slice's predicted label is "
                                    "prob >= label_threshold (the 2 label bins)")
@@ -257,7 +257,7 @@ class MILConfig(_Section):
 
 
 class SelectionConfig(_Section):
-    """Feature selection (method.md section 5): z-score, univariate tests, correlation filter, LassoCV."""
+    """Feature selection (docs/method.md section 5): z-score, univariate tests, correlation filter, LassoCV."""
 
     p_threshold: float = Field(0.05, gt=0, le=1)
     normality_alpha: float = Field(0.05, gt=0, lt=1)
@@ -275,7 +275,7 @@ class SelectionConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """SMOTE + ExtraTrees in GridSearchCV (method.md section 5)."""
+    """SMOTE + ExtraTrees in GridSearchCV (docs/method.md section 5)."""
 
     n_estimators: list[int] = Field(default_factory=lambda: [10, 50, 100, 200], min_length=1)
     max_depth: list[int | None] = Field(default_factory=lambda: [2, 3, 5, None], min_length=1)
@@ -334,7 +334,7 @@ class ClinicalConfig(_Section):
 
 
 class EvaluationConfig(_Section):
-    """Metrics and comparison (method.md section 6; stats, calibration, sample_size, comparison modules)."""
+    """Metrics and comparison (docs/method.md section 6; stats, calibration, sample_size, comparison modules)."""
 
     threshold: Literal["fixed", "youden"] = Field("fixed", description="cut-off for accuracy, sensitivity, "
                                                   "specificity: 'fixed' (paper: 0.5) or Youden's J chosen on "

@@ -1,4 +1,4 @@
-"""SHAP explanation of the DL-MIL model (method.md section 6; paper Fig. 5e-g).
+"""SHAP explanation of the DL-MIL model (docs/method.md section 6; paper Fig. 5e-g).
 
 The DL-MIL model is an imbalanced-learn pipeline: selected MIL columns -> StandardScaler (training statistics) ->
 SMOTE -> ExtraTreesClassifier (``hcc_utils.modeling.fit_recipe``). SHAP's ``TreeExplainer`` explains the fitted

@@ -1,4 +1,4 @@
-"""Grad-CAM of the chosen slice CNN on its last convolutional block (paper Fig. 3c,d; method.md section 3).
+"""Grad-CAM of the chosen slice CNN on its last convolutional block (paper Fig. 3c,d; docs/method.md section 3).
 
 Uses the ``grad-cam`` package (``pytorch_grad_cam.GradCAM``): the class-1 (ER) logit's gradients, averaged over
 the block's feature map, weight its channels; the ReLU of the weighted sum, upsampled to the input and scaled to

@@ -1,4 +1,4 @@
-"""Reader agreement: ICC(3,1) per feature between two readers' feature tables (method.md section 5).
+"""Reader agreement: ICC(3,1) per feature between two readers' feature tables (docs/method.md section 5).
 
 The radiomics model keeps features whose ICC(3,1) (two-way mixed effects, consistency, single rater; Shrout &
 Fleiss 1979, computed by ``pingouin.intraclass_corr``) between the two readers' masks is above

@@ -2,7 +2,7 @@
 
 Everything is read with SimpleITK, so geometry (origin, spacing, direction, in LPS millimetres) follows ITK's
 rules for every format; a DICOM series is sorted by slice position along the slice normal (GDCM), and its
-slice spacing comes from the positions, not from the ``SliceThickness`` tag (method.md section 1: DICOM
+slice spacing comes from the positions, not from the ``SliceThickness`` tag (docs/method.md section 1: DICOM
 exported from the PACS and converted to NIfTI)::
 
     >>> image = read_image(Path("CT_image.nii.gz"), patient_id="STS_001")

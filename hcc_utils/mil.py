@@ -1,6 +1,6 @@
 """Multi-instance learning features: each patient's 11 slice probabilities become 13 PLH and 13 BoW features.
 
-method.md section 4 (paper: "MIL Feature Extraction", Supplementary Material 1B). Every slice of a patient has a
+docs/method.md section 4 (paper: "MIL Feature Extraction", Supplementary Material 1B). Every slice of a patient has a
 positive-class (ER) probability ``p`` from the slice CNN and a predicted label ``p >= label_threshold`` (0.5).
 
 Bins (13 per slice, two tokens per slice):
@@ -89,7 +89,7 @@ def training_source(params: Params) -> SliceSource:
 
 
 def mil_inputs(slice_predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
-    """The slice probabilities the MIL step uses (method.md section 4), with a ``prob_source`` column.
+    """The slice probabilities the MIL step uses (docs/method.md section 4), with a ``prob_source`` column.
 
     ``prob`` stays the eval-mode probability for every slice, except, when ``training_source(params)`` is
     ``"train_pass"``, for training patients' slices that were in the chosen epoch's training pass: those take
@@ -154,7 +154,7 @@ def _tfidf(documents: pd.Series, fit_ids: list[str], tokens: list[str], names: l
 
 def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_on: IdfOn = "train",
                  label_threshold: float = 0.5) -> pd.DataFrame:
-    """PLH and BoW features of every patient in ``slice_predictions`` (method.md section 4).
+    """PLH and BoW features of every patient in ``slice_predictions`` (docs/method.md section 4).
 
     Args:
         slice_predictions: one row per slice with ``patient_id`` and ``prob`` (positive-class probability,

@@ -1,4 +1,4 @@
-"""The selection-and-model recipe shared by the DL-MIL, Radiomics and Clinical models (method.md section 5).
+"""The selection-and-model recipe shared by the DL-MIL, Radiomics and Clinical models (docs/method.md section 5).
 
 ``fit_recipe`` is the one entry point: feature selection (``hcc_utils.selection``) on the training patients,
 then an imbalanced-learn ``Pipeline``::
@@ -104,7 +104,7 @@ def build_pipeline(features: list[str], cfg: ModelConfig, k_neighbors: int | Non
 
 
 def param_grid(cfg: ModelConfig) -> dict[str, list]:
-    """The grid of method.md section 5 (from ``params.model``), addressed to the pipeline's ExtraTrees step."""
+    """The grid of docs/method.md section 5 (from ``params.model``), addressed to the pipeline's ExtraTrees step."""
     return {"model__n_estimators": list(cfg.n_estimators), "model__max_depth": list(cfg.max_depth),
             "model__min_samples_split": list(cfg.min_samples_split)}
 

@@ -1,4 +1,4 @@
-"""Correlation of the selected MIL features with pathology (method.md section 6; paper Table 5, Fig. 6).
+"""Correlation of the selected MIL features with pathology (docs/method.md section 6; paper Table 5, Fig. 6).
 
 For each selected feature and each pathological indicator, Pearson's r with its two-sided p (t-test with n - 2
 degrees of freedom) and a Fisher-z confidence interval::
@@ -60,7 +60,7 @@ class PearsonResult:
 
 @dataclass(frozen=True)
 class PathologyCorrelation:
-    """Table 5 (``table``, the architecture.md columns) and the number of pairs per cell (``n``)."""
+    """Table 5 (``table``, the docs/architecture.md columns) and the number of pairs per cell (``n``)."""
 
     table: pd.DataFrame
     """feature, indicator, r, r_low, r_high, p: one row per feature and indicator"""
@@ -213,7 +213,7 @@ def load_inputs(run: RunFolder, params: Params) -> tuple[pd.DataFrame, pd.DataFr
 
 
 def write_table5(corr: PathologyCorrelation, run: RunFolder) -> pd.DataFrame:
-    """Write ``tables/table5_pathology.csv`` (architecture.md columns; empty cells stay empty) and return it."""
+    """Write ``tables/table5_pathology.csv`` (docs/architecture.md columns; empty cells stay empty) and return it."""
     corr.table[TABLE5_COLUMNS].to_csv(run.tables / "table5_pathology.csv", index=False)
     return corr.table
 

@@ -1,4 +1,4 @@
-"""Resampling to a common voxel size, CT windowing, and the image/mask geometry check (method.md section 1).
+"""Resampling to a common voxel size, CT windowing, and the image/mask geometry check (docs/method.md section 1).
 
 paper: every volume is resampled to 1x1x1 mm and windowed with width 259 HU and level 40 HU, i.e. clipped to
 [-89.5, 169.5] HU and scaled to [0, 1]. choice: the image is interpolated with a cubic B-spline (or linearly),

@@ -1,6 +1,6 @@
 """Radiomics features of the tumour: PyRadiomics extraction, per reader (ICC between readers: ``hcc_utils.icc``).
 
-Implements the Radiomics comparator of method.md section 5 (paper: Supplementary Material 2A, Fig. S1):
+Implements the Radiomics comparator of docs/method.md section 5 (paper: Supplementary Material 2A, Fig. S1):
 PyRadiomics features of the 1 mm HU image (not windowed) inside each reader's tumour mask, the ICC(3,1) of
 every feature between the two readers and the features with ICC above ``radiomics.icc_threshold`` (default
 0.75); the shared selection + ExtraTrees recipe on them is ``hcc_utils.radiomics_model``.
@@ -125,8 +125,9 @@ def _bin_edges_from_extremes() -> Iterator[None]:
 
     ``imageoperations.getBinEdges`` takes ``min()`` and ``max()`` of the ROI's grey values with Python's
     builtins, one numpy scalar per voxel, and the image is binned once per feature class: 5% of a full-bank
-    extraction for a 3 cm tumour, 25% at 6 cm. With a fixed ``binWidth`` the edges depend on those two values only, so PyRadiomics'
-    own function is handed ``[min, max]`` (exact in floating point): the same edges, hence the same features.
+    extraction for a 3 cm tumour, 25% at 6 cm. With a fixed ``binWidth`` the edges depend on those two values
+    only, so PyRadiomics' own function is handed ``[min, max]`` (exact in floating point): the same edges, hence
+    the same features.
     ``binCount`` settings and ROIs holding NaN go to the original function unchanged.
     """
     original = imageoperations.getBinEdges

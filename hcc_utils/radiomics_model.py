@@ -1,6 +1,6 @@
 """The Radiomics model: reliable PyRadiomics features (ICC) through the shared selection + ExtraTrees recipe.
 
-method.md section 5, paper Supplementary Material 2A and Fig. S1: features of reader 1's mask, kept when their
+docs/method.md section 5, paper Supplementary Material 2A and Fig. S1: features of reader 1's mask, kept when their
 ICC(3,1) between the two readers is above ``radiomics.icc_threshold`` (``hcc_utils.radiomics``), then
 ``hcc_utils.modeling.fit_recipe`` exactly as for the DL-MIL model (z-score, t-test / Mann-Whitney U, Pearson
 filter, LassoCV, SMOTE + ExtraTrees; paper: 8 features selected). The ICC patients are training patients only

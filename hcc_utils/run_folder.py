@@ -6,7 +6,7 @@ Every stage writes only inside its run folder::
       params.yaml         the validated parameters of this run
       provenance.json     params, package versions, git commit, seeds, cohort hash, times
       notebooks/          the executed notebooks
-      tables/             one CSV per paper table (architecture.md formats)
+      tables/             one CSV per paper table (docs/architecture.md formats)
       figures/            PNG figures
       cache/              per-patient intermediate results (stacks, radiomics), reused on resume
       models/             fitted models and CNN state dicts

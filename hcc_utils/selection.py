@@ -1,4 +1,4 @@
-"""Feature selection shared by the DL-MIL, Radiomics and Clinical models (method.md section 5; paper Fig. 4a-c).
+"""Feature selection shared by the DL-MIL, Radiomics and Clinical models (docs/method.md section 5; paper Fig. 4a-c).
 
 Four steps, each fitted on the training patients only (the caller passes training rows only; see
 ``modeling.fit_recipe``), each returning a table of what survived and why, so a notebook can show the funnel:

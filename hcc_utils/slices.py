@@ -1,4 +1,4 @@
-"""The 2.5D slice dataset of a cohort (method.md section 2) and the ``crop`` command.
+"""The 2.5D slice dataset of a cohort (docs/method.md section 2) and the ``crop`` command.
 
 :func:`build_slice_dataset` streams the patients (in parallel with ``n_jobs``), makes each one's stack
 (``hcc_utils.stack``), caches it in ``run.cache/stacks/<pid>.npz`` with ``<pid>.json`` (indices, crop box,

@@ -1,4 +1,4 @@
-"""One patient's 2.5D stack: largest cross-section, offsets, crop (method.md section 2).
+"""One patient's 2.5D stack: largest cross-section, offsets, crop (docs/method.md section 2).
 
 paper: the central slice is the axial slice with the largest tumour cross-section; its neighbours at offsets
 +-1, +-2, +-4, +-7, +-9 slices make 11 slices per patient. choice: offsets count in the resampled 1 mm grid;

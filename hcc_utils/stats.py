@@ -1,4 +1,4 @@
-"""Discrimination statistics for Table 3/4 and Fig. 5 (method.md section 6): AUC with DeLong CI, DeLong's test
+"""Discrimination statistics for Table 3/4 and Fig. 5 (docs/method.md section 6): AUC with DeLong CI, DeLong's test
 for paired ROC curves, accuracy/sensitivity/specificity at a threshold, Youden's J, net benefit.
 
 Conventions (every function here):

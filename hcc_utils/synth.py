@@ -1,10 +1,10 @@
 """The embedded synthetic cohort: a generative model of HCC patients, their arterial-phase CT and two readers' masks.
 
-It lets every notebook run on a fresh machine without the user's data (architecture.md, "Shape"). It is a model
+It lets every notebook run on a fresh machine without the user's data (docs/architecture.md, "Shape"). It is a model
 with known truth, not a copy of the paper: targets below are approximate, set in ``SyntheticCohort``
 (``hcc_utils/config.py``) or in this module's constants, and nothing is tuned to reproduce the paper's AUCs.
 
-Generative model, per patient (method.md section 1; the paper's Table 2 for the clinical spread):
+Generative model, per patient (docs/method.md section 1; the paper's Table 2 for the clinical spread):
 
 1. Latent biology: invasiveness and proliferation, standard bivariate normal with correlation
    ``latent_correlation``.

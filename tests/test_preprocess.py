@@ -1,4 +1,4 @@
-"""Resampling, windowing and the image/mask geometry check (hcc_utils.preprocess, method.md section 1)."""
+"""Resampling, windowing and the image/mask geometry check (hcc_utils.preprocess, docs/method.md section 1)."""
 
 from __future__ import annotations
 

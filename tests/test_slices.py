@@ -1,4 +1,4 @@
-"""The 2.5D stack and the slice dataset (hcc_utils.stack, hcc_utils.slices; method.md section 2)."""
+"""The 2.5D stack and the slice dataset (hcc_utils.stack, hcc_utils.slices; docs/method.md section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Figures of the preprocessing and 2.5D chapters (notebooks 01 and 02, method.md sections 1-2).
+"""Figures of the preprocessing and 2.5D chapters (notebooks 01 and 02, docs/method.md sections 1-2).
 
 - :func:`resampling_figure`: one patient before (original voxels, HU) and after resampling and windowing.
 - :func:`stack_montage`: the 11 slices of a few patients' stacks with the tumour contour.
