@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from hcc_utils import artifacts
 from hcc_utils.config import Params, load_params
 from hcc_utils.provenance import write_provenance
 from hcc_utils.run_folder import RunFolder
@@ -90,12 +91,12 @@ def resolve_run_dir(params: Params, out: Path | None, resume: bool, runs_root: P
 
 
 def _status(run: RunFolder) -> dict:
-    path = run.root / "status.json"
+    path = artifacts.STATUS.path(run)
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _write_status(run: RunFolder, status: dict) -> None:
-    (run.root / "status.json").write_text(json.dumps(status, indent=2))
+    artifacts.write_json(run, artifacts.STATUS, status)
 
 
 def _check_resume_params(run: RunFolder, params: Params) -> None:
@@ -232,8 +233,9 @@ def build_book(run: RunFolder, notebooks: list[tuple[str, str]], params: Params)
     jb = Path(sys.executable).with_name("jupyter-book")
     command = [str(jb) if jb.exists() else "jupyter-book", "build", str(book), "--builder", "html"]
     done = subprocess.run(command, capture_output=True, text=True)
-    (run.root / "book_build.log").write_text(done.stdout + done.stderr)
+    log = artifacts.BOOK_LOG.path(run)
+    log.write_text(done.stdout + done.stderr)
     index = book / "_build" / "html" / "index.html"
     if done.returncode != 0 or not index.exists():
-        raise RunError(f"jupyter-book could not render the report (see {run.root / 'book_build.log'})")
+        raise RunError(f"jupyter-book could not render the report (see {log})")
     return index
