@@ -25,7 +25,7 @@ from hcc_utils import slices
 from hcc_utils.config import PreprocessConfig, SlicesConfig
 from hcc_utils.preprocess import axial_grid, resample, window
 from hcc_utils.run_folder import RunFolder
-from hcc_utils.stack import first_usable_views, find_lesion, plan_stack, resampling_views, stack_from_images
+from hcc_utils.stack import find_lesion, first_usable_views, plan_stack, resampling_views, stack_from_images
 
 OFFSETS = [-9, -7, -4, -2, -1, 0, 1, 2, 4, 7, 9]
 
