@@ -149,7 +149,7 @@ def test_method_chapter_reads_the_same_in_the_book():
     relative = [link for link in links if not link.startswith(("http://", "https://"))]
     assert not relative, (f"links to files or anchors break in the book (it has no heading anchors): {relative}; "
                           "name the file or section in the text instead")
-    assert "{doc}" not in text and "{ref}" not in text and "shared/design" not in text
+    assert "{doc}" not in text and "{ref}" not in text
 
 
 @pytest.mark.slow
