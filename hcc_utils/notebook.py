@@ -44,9 +44,12 @@ def setup(params_file: str | Path, run_dir: str | Path) -> tuple[Params, RunFold
 
 
 def save_figure(fig, run: RunFolder, name: str):
-    """Save ``fig`` as ``figures/NAME.png`` in the run folder and return it (so the notebook shows it once)."""
+    """Save ``fig`` as ``figures/NAME.png`` in the run folder and return it (so the notebook shows it once);
+    ``None`` (nothing to draw for this cohort) saves nothing."""
     import matplotlib.pyplot as plt
 
+    if fig is None:
+        return None
     fig.savefig(artifacts.figure_path(run, name))
     plt.close(fig)
     return fig
@@ -58,6 +61,11 @@ def show_table(table: pd.DataFrame, run: RunFolder | None = None, name: str | No
     if run is not None and name is not None:
         table.to_csv(artifacts.table_path(run, name), index=False)
     return table.style.format(precision=precision, na_rep="–").hide(axis="index")
+
+
+def show_table_or_note(table: pd.DataFrame | None, note: str):
+    """``show_table(table)``, or ``note`` in italics when there is no table for this cohort."""
+    return show_markdown(f"*{note}*") if table is None else show_table(table)
 
 
 def show_markdown(text: str):
