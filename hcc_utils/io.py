@@ -24,7 +24,6 @@ import SimpleITK as sitk
 
 from hcc_utils.inputs_check import PatientInputError, check_exists, check_volume, decompress_verified
 
-FILE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 _SPACING_TOLERANCE = 0.01  # fraction of the slice spacing
 
 
