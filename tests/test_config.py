@@ -34,6 +34,30 @@ def test_unknown_key_names_key_value_and_file(tmp_path):
     assert str(path) in message and "slices.ofsets" in message and "[0, 1]" in message and "unknown key" in message
 
 
+def test_synthetic_section_errors_name_the_key_path(tmp_path):
+    path = write(tmp_path, {"cohort": {"synthetic": {"n": 3, "sed": 1, "scanners": [{"name": "x"}]}}})
+    with pytest.raises(ParamsError) as err:
+        load_params(path)
+    message = str(err.value)
+    assert str(path) in message
+    assert "key 'cohort.synthetic.n' = 3" in message and "greater than or equal to 8" in message
+    assert "unknown key 'cohort.synthetic.sed' (value 1)" in message and "hcc_utils/synth/params.py" in message
+    assert "missing key 'cohort.synthetic.scanners.0.tube_current_ma'" in message
+    with pytest.raises(ParamsError, match=r"cohort\.synthetic\.mvi_shares.*sum to 1"):
+        load_params(write(tmp_path, {"cohort": {"synthetic": {"mvi_shares": [0.5, 0.2, 0.2]}}}, "shares.yaml"))
+    with pytest.raises(ParamsError, match=r"key 'cohort\.synthetic' = 20: .*dictionary"):
+        load_params(write(tmp_path, {"cohort": {"synthetic": 20}}, "scalar.yaml"))
+
+
+def test_synthetic_section_is_the_generators_own_class(tmp_path):
+    from hcc_utils.synth.params import SyntheticCohort
+
+    params = load_params(PARAMS_DIR / "smoke.yaml")
+    assert type(params.cohort.synthetic) is SyntheticCohort and params.cohort.synthetic.image_size == 128
+    dumped = yaml.safe_load(params.dump_yaml())["cohort"]["synthetic"]
+    assert dumped["mvi_shares"] == [0.65, 0.19, 0.16] and dumped["scanners"][0]["name"] == "GE Revolution ACT"
+
+
 def test_wrong_type_names_key_and_value(tmp_path):
     path = write(tmp_path, {**BASE, "cnn": {"batch_size": "many"}})
     with pytest.raises(ParamsError) as err:
