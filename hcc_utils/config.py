@@ -12,17 +12,44 @@ the value and the file::
 Sections map to stages: ``cohort`` (section 1 of docs/method.md, data), ``preprocess`` (1), ``slices`` (2), ``cnn``
 (3), ``mil`` (4), ``selection`` and ``model`` (5), ``radiomics`` and ``clinical`` (5), ``evaluation`` (6),
 ``explain`` and ``pathology`` (6).
+
+One path rule (``ParamsPath``): a relative path in a params file (``cohort.manifest``, ``radiomics.settings``,
+``cnn.weights.<architecture>``) is relative to that file's folder, whatever the working directory. Loaded
+parameters hold absolute paths, so the copy a run writes (``dump_yaml``) means the same wherever it is read.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Protocol = Literal["leak_free", "onekey_compat"]
+SHIPPED_PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+"""The project's own parameter files (``params/``), e.g. the default PyRadiomics settings."""
+
+
+def _relative_to_params_file(path: Path, info: ValidationInfo) -> Path:
+    """A relative path (``~`` expanded) made absolute against the params file's folder (``params_from_dict`` passes
+    it as validation context); kept as given when the parameters come from no file."""
+    path = path.expanduser()
+    folder = (info.context or {}).get("folder")
+    return path if path.is_absolute() or folder is None else (folder / path).resolve()
+
+
+ParamsPath = Annotated[Path, AfterValidator(_relative_to_params_file)]
+"""A path in a params file: relative to the file's folder (the module's one path rule)."""
 
 
 class ParamsError(ValueError):
@@ -34,16 +61,11 @@ class _Section(BaseModel):
 
 
 class CohortConfig(_Section):
-    """Where the patients come from: ``synthetic`` (generated on first use, then reused) or ``manifest``.
+    """Where the patients come from: ``synthetic`` (generated on first use, then reused) or ``manifest``."""
 
-    ``synthetic`` is the generator's own parameter class, ``hcc_utils.synth.params.SyntheticCohort``; it is
-    imported only when a params file has that section, so this schema does not depend on the generator.
-    """
-
-    synthetic: Any = Field(None, description="the embedded synthetic cohort's parameters (validated as "
-                           "hcc_utils.synth.params.SyntheticCohort)")
-    manifest: Path | None = Field(None, description="path to cohort.csv; relative paths are relative "
-                                  "to the params file")
+    synthetic: Any = Field(None, description="the generator's own schema, hcc_utils.synth.params.SyntheticCohort, "
+                           "imported only when a params file has this section (config never needs the generator)")
+    manifest: ParamsPath | None = Field(None, description="path to cohort.csv, relative to the params file")
     columns: dict[str, str] = Field(default_factory=dict, description="manifest column -> your column name")
     validation_fraction: float = Field(0.3, gt=0.05, lt=0.95, description="paper: 7:3 random split")
     split_seed: int = Field(42, ge=0)
@@ -137,8 +159,9 @@ class CNNConfig(_Section):
     zero_init_residual: bool = Field(True, description="ResNets from random weights start each residual block "
                                      "as the identity (torchvision's option; Goyal et al. 2017): without it "
                                      "ResNet101 diverges in short runs from scratch. No effect on loaded weights")
-    weights: dict[str, Path] = Field(default_factory=dict, description="architecture -> local state-dict "
-                                     "file (nothing is downloaded); default random initialisation")
+    weights: dict[str, ParamsPath] = Field(default_factory=dict, description="architecture -> local state-dict "
+                                     "file (nothing is downloaded; relative to the params file); default random "
+                                     "initialisation")
     inner_validation_fraction: float = Field(0.2, gt=0, lt=0.5, description="leak_free: share of training "
                                              "patients used to pick the checkpoint and architecture")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
@@ -249,8 +272,8 @@ class RadiomicsConfig(_Section):
     """
 
     enabled: bool = True
-    settings: Path = Field(Path("params/radiomics_default.yaml"), description="PyRadiomics settings YAML, "
-                           "relative to the project root or absolute")
+    settings: ParamsPath = Field(SHIPPED_PARAMS_DIR / "radiomics_default.yaml", description="PyRadiomics settings "
+                           "YAML, relative to the params file; default the shipped params/radiomics_default.yaml")
     icc_threshold: float = Field(0.75, ge=0, le=1, description="keep features with ICC(3,1) above this")
     icc_max_patients: int | None = Field(None, ge=3, description="reader-2 extraction and ICC on at most "
                                          "this many patients (None: all eligible)")
@@ -372,16 +395,15 @@ def _format_errors(exc: ValidationError, path: Path) -> str:
 
 
 def params_from_dict(data: dict[str, Any], source: Path | str = "<dict>") -> Params:
-    """Validate a mapping as parameters; errors name the key, the value and ``source``."""
+    """Validate a mapping as parameters; errors name the key, the value and ``source``; relative paths become
+    absolute against the folder of ``source`` when it is a file (``ParamsPath``)."""
     source = Path(source)
+    context = {"folder": source.resolve().parent} if source.is_file() else None
     try:
-        params = Params.model_validate(data)
+        params = Params.model_validate(data, context=context)
     except ValidationError as exc:
         raise ParamsError(_format_errors(exc, source)) from None
     params.source = source
-    cohort = params.cohort
-    if cohort.manifest is not None and not cohort.manifest.is_absolute() and source.suffix:
-        cohort.manifest = (source.parent / cohort.manifest).resolve()
     return params
 
 

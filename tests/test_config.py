@@ -92,6 +92,35 @@ def test_manifest_is_relative_to_params_file(tmp_path):
     assert params.cohort.manifest == (tmp_path / "cohort.csv").resolve()
 
 
+def test_every_relative_path_is_relative_to_params_file(tmp_path, monkeypatch):
+    folder = tmp_path / "study"
+    (folder / "weights").mkdir(parents=True)
+    data = {"cohort": {"manifest": "data/cohort.csv"}, "radiomics": {"settings": "my_radiomics.yaml"},
+            "cnn": {"weights": {"resnet18": "weights/r18.pt", "densenet121": str(tmp_path / "abs.pt")}}}
+    path = write(folder, data)
+    monkeypatch.chdir(tmp_path)  # the working directory plays no part
+    params = load_params(Path("study") / "p.yaml")
+    assert params.cohort.manifest == folder.resolve() / "data" / "cohort.csv"
+    assert params.radiomics.settings == folder.resolve() / "my_radiomics.yaml"
+    assert params.cnn.weights == {"resnet18": folder.resolve() / "weights" / "r18.pt",
+                                  "densenet121": tmp_path / "abs.pt"}
+    # the copy a run writes into its folder (dump_yaml) loads to the same paths from there
+    (tmp_path / "run").mkdir()
+    copy = write(tmp_path / "run", yaml.safe_load(params.dump_yaml()), "params.yaml")
+    assert load_params(copy).model_dump() == params.model_dump() == load_params(path).model_dump()
+
+
+def test_shipped_params_load_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    smoke = load_params(PARAMS_DIR / "smoke.yaml")
+    assert smoke.radiomics.settings == PARAMS_DIR / "radiomics_smoke.yaml" and smoke.radiomics.settings.is_file()
+    default_settings = load_params(write(tmp_path, BASE)).radiomics.settings
+    assert default_settings == PARAMS_DIR / "radiomics_default.yaml" and default_settings.is_file()
+    from hcc_utils import radiomics
+
+    assert radiomics.settings_path(smoke) == PARAMS_DIR / "radiomics_smoke.yaml"
+
+
 def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
