@@ -1,6 +1,6 @@
 """The embedded synthetic cohort: a generative model of HCC patients, their arterial-phase CT and two readers' masks.
 
-It lets every notebook run on a fresh machine without the user's data (the README's "Layout"). It is a model with
+It lets every notebook run on a fresh machine without the user's data (docs/architecture.md). It is a model with
 known truth, not a copy of the paper: targets below are approximate, set in ``SyntheticCohort``
 (``hcc_utils/synth/params.py``) or in the modules' constants, and nothing is tuned to reproduce the paper's AUCs::
 
