@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="output folder")
     synth.add_argument("--image-size", type=int, default=None, help="in-plane matrix (default 512)")
 
-    crop = sub.add_parser("crop", help="one patient's 2.5D stack: 11 PNG slices and stack.json")
+    crop = sub.add_parser("crop", help="one patient's 2.5D stack: 11 PNG slices and a JSON of indices and crop")
     crop.add_argument("--image", required=True, type=Path, help="CT volume (NIfTI/NRRD/MHA or DICOM folder)")
     crop.add_argument("--mask", required=True, type=Path, help="tumour mask")
     crop.add_argument("--out", required=True, type=Path, help="output folder")
@@ -59,15 +59,31 @@ def main(argv: list[str] | None = None) -> int:
 
         return synth.main_cli(n=args.n, seed=args.seed, out=args.out, image_size=args.image_size) or 0
     if args.command == "crop":
-        from hcc_utils import slices
-
-        return slices.main_crop_cli(args.image, args.mask, args.out, args.params)
+        return _crop(args)
     if args.command == "dicom2nifti":
         from hcc_utils import io
 
         series = int(args.series) if args.series is not None and args.series.isdigit() else args.series
         return io.main_dicom2nifti_cli(args.src, args.out, series=series)
     return 2
+
+
+def _crop(args: argparse.Namespace) -> int:
+    """``crop``: 0, or 2 after a one-line error naming the file and what to do."""
+    from hcc_utils.config import ParamsError
+    from hcc_utils.crop import INFO_FILE, crop_patient
+    from hcc_utils.inputs_check import PatientInputError
+
+    try:
+        info = crop_patient(args.image, args.mask, args.out, args.params)
+    except (PatientInputError, ParamsError) as err:
+        print(f"error: {' '.join(str(err).split())}")
+        return 2
+    print(f"wrote {len(info['offsets'])} slices and {INFO_FILE} to {args.out}: central slice "
+          f"{info['central_index']} of {info['resampled_size'][2]}, crop {info['crop_box_mm']['side_mm']:g} mm")
+    for warning in info["warnings"]:
+        print(f"warning: {warning}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hcc_utils.cohort import SPLITS
 from hcc_utils.config import Params
 from hcc_utils.modeling import RecipeResult, fit_recipe
 from hcc_utils.run_folder import RunFolder
@@ -37,7 +38,6 @@ from hcc_utils.selection import univariate_tests
 LABELS = {"age": "Age", "bmi": "BMI", "hbsag": "HBsAg", "afp": "AFP", "alb": "ALB", "ast": "AST",
           "alt": "ALT", "gender": "Gender", "alcohol": "Alcohol consumption history"}
 LEVELS = {"gender": {0: "Female", 1: "Male"}, "alcohol": {0: "No", 1: "Yes"}}
-SETS = ("train", "validation")
 TABLE2_COLUMNS = ["variable", "set", "NER", "ER", "p", "test"]
 
 
@@ -134,7 +134,7 @@ def table2(cohort: pd.DataFrame, params: Params) -> pd.DataFrame:
     er = cohort.set_index(cohort["patient_id"].astype(str))["er"].astype(int)
     split = cohort.set_index(cohort["patient_id"].astype(str))["split"]
     rows = []
-    for name in SETS:
+    for name in SPLITS:
         ids = split.index[split == name]
         if len(ids):
             rows += _rows_for_set(encoded.loc[ids], er.loc[ids], name, params)
@@ -146,7 +146,7 @@ def missing_table(cohort: pd.DataFrame, params: Params) -> pd.DataFrame:
     encoded = encode(cohort, params)
     split = cohort.set_index(cohort["patient_id"].astype(str))["split"]
     rows = [{"variable": var, "set": name, "missing": int(encoded.loc[split == name, var].isna().sum()),
-             "n": int((split == name).sum())} for var in encoded.columns for name in SETS]
+             "n": int((split == name).sum())} for var in encoded.columns for name in SPLITS]
     return pd.DataFrame(rows)
 
 
@@ -202,13 +202,13 @@ def model_inputs(cohort: pd.DataFrame, params: Params,
                                     f"clinical.{kind}")
             fill = float(observed.median() if kind == "continuous" else observed.mode().min())
             action = f"filled with the training {'median' if kind == 'continuous' else 'mode'}"
-            for name in SETS:
+            for name in SPLITS:
                 n = int(encoded.loc[split == name, var].isna().sum())
                 rows.append({"variable": var, "set": name, "missing": n, "action": action, "value": fill})
             encoded[var] = encoded[var].fillna(fill)
     else:
         incomplete = encoded.isna().any(axis=1)
-        for name in SETS:
+        for name in SPLITS:
             rows.append({"variable": ", ".join(variables), "set": name,
                          "missing": int((incomplete & (split == name)).sum()),
                          "action": "patients dropped", "value": np.nan})
@@ -226,7 +226,7 @@ class ClinicalModel:
     imputation: pd.DataFrame
     recipe: RecipeResult
     notes: list[str] = field(default_factory=list)
-    name: str = "Clinical"  # with ``notes``, what ``modeling.show_notes`` reads
+    name: str = "Clinical"  # with ``notes``, what ``notebook.show_notes`` reads
 
 
 def fit_clinical_model(cohort: pd.DataFrame, params: Params, run: RunFolder | None = None) -> ClinicalModel:

@@ -47,6 +47,7 @@ import torch
 import torchvision
 from sklearn.model_selection import train_test_split
 
+from hcc_utils import artifacts
 from hcc_utils.cnn_train import SliceTensors, predict_probabilities, torch_settings, train_architecture
 from hcc_utils.config import CNN_ARCHITECTURES, CNNConfig, Params
 from hcc_utils.run_folder import RunFolder
@@ -54,9 +55,8 @@ from hcc_utils.stats import auc, auc_ci, classification_metrics, youden_threshol
 
 ARCHITECTURE_NAMES = {"resnet18": "ResNet18", "resnet101": "ResNet101", "densenet121": "DenseNet121"}
 HEAD_PREFIX = {"resnet18": "fc.", "resnet101": "fc.", "densenet121": "classifier."}
-PREDICTION_COLUMNS = ["patient_id", "offset", "split", "architecture", "prob", "er", "train_pass_prob"]
-TABLE3_COLUMNS = ["dataset", "architecture", "accuracy", "auc", "auc_low", "auc_high", "sensitivity",
-                  "specificity"]
+PREDICTION_COLUMNS = list(artifacts.SLICE_PREDICTION_COLUMNS)
+TABLE3_COLUMNS = list(artifacts.TABLE3.columns)
 CACHE_VERSION = "2"  # bump when training or inference changes for the same parameters
 
 
@@ -205,10 +205,10 @@ def _cache_key(architecture: str, params: Params, data_hash: str) -> str:
 
 
 def _cache_files(run: RunFolder, architecture: str) -> dict[str, Path]:
-    folder = run.cache / "cnn"
-    folder.mkdir(parents=True, exist_ok=True)
-    return {"meta": run.models / f"{architecture}.json", "state": run.models / f"{architecture}.pt",
-            "slices": folder / f"{architecture}_slices.csv", "history": folder / f"{architecture}_history.csv"}
+    return {"meta": artifacts.CNN_META.path(run, architecture=architecture),
+            "state": artifacts.CNN_STATE.path(run, architecture=architecture),
+            "slices": artifacts.CNN_CACHED_SLICES.path(run, architecture=architecture),
+            "history": artifacts.CNN_CACHED_HISTORY.path(run, architecture=architecture)}
 
 
 def _load_cached(run: RunFolder, architecture: str, key: str) -> tuple[dict, pd.DataFrame, pd.DataFrame] | None:
@@ -218,7 +218,7 @@ def _load_cached(run: RunFolder, architecture: str, key: str) -> tuple[dict, pd.
     meta = json.loads(files["meta"].read_text())
     if meta.get("cache_key") != key:
         return None
-    slices = pd.read_csv(files["slices"], dtype={"patient_id": str, "split": str})
+    slices = artifacts.read_table(run, artifacts.CNN_CACHED_SLICES, {"split": str}, architecture=architecture)
     return meta, slices, pd.read_csv(files["history"])
 
 
@@ -330,7 +330,7 @@ def train_and_predict(dataset: SliceDatasetLike, params: Params, run: RunFolder)
         if weights is not None and not Path(weights).expanduser().is_file():
             build_model(architecture, weights)
     roles = patient_roles(patients, params.protocol, cfg.inner_validation_fraction, params.seed)
-    roles.rename_axis("patient_id").reset_index().to_csv(run.models / "cnn_inner_split.csv", index=False)
+    artifacts.write_table(run, artifacts.CNN_ROLES, roles.rename_axis("patient_id").reset_index())
     n_offsets = len(offsets)
     slices = pd.DataFrame({"patient_id": np.repeat(patients["patient_id"].astype(str).to_numpy(), n_offsets),
                            "offset": np.tile(np.asarray(offsets, dtype=int), len(patients)),
@@ -354,28 +354,24 @@ def train_and_predict(dataset: SliceDatasetLike, params: Params, run: RunFolder)
     history = pd.concat(histories, ignore_index=True)
     history["architecture"] = history["architecture"].map(ARCHITECTURE_NAMES)
     choice = choose_architecture(metas, params)
-    predictions.to_csv(run.predictions / "slice_predictions.csv", index=False)
-    history.to_csv(run.tables / "cnn_history.csv", index=False)
-    (run.models / "cnn_choice.json").write_text(json.dumps(choice, indent=2))
+    artifacts.write_slice_predictions(run, predictions)
+    artifacts.write_table(run, artifacts.CNN_HISTORY, history)
+    artifacts.write_cnn_choice(run, choice)
     table3 = slice_metrics_table(predictions, params)
-    table3.to_csv(run.tables / "table3_slice_cnn.csv", index=False)
+    artifacts.write_table(run, artifacts.TABLE3, table3)
     return CNNResult(predictions=predictions, history=history, table3=table3, choice=choice)
 
 
 def load_choice(run: RunFolder) -> dict:
     """``models/cnn_choice.json`` of the run (written by notebook 03)."""
-    path = run.models / "cnn_choice.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: train the slice CNNs first (notebook 03_cnn_training, "
-                                "cnn.train_and_predict)")
-    return json.loads(path.read_text())
+    return artifacts.read_cnn_choice(run)
 
 
 def downstream_predictions(run: RunFolder) -> pd.DataFrame:
     """Slice predictions of the architecture chosen for the MIL step: patient_id, offset, split,
     architecture, prob, er (one row per slice)."""
     choice = load_choice(run)
-    table = pd.read_csv(run.predictions / "slice_predictions.csv", dtype={"patient_id": str, "split": str})
+    table = artifacts.read_slice_predictions(run)
     return table[table["architecture"] == choice["architecture"]].reset_index(drop=True)
 
 
@@ -383,7 +379,8 @@ def load_trained_model(run: RunFolder, architecture: str, device: torch.device |
     """The chosen checkpoint of ``architecture`` (key or display name) in eval mode on ``device``."""
     key = {v: k for k, v in ARCHITECTURE_NAMES.items()}.get(architecture, architecture)
     model = build_model(key)
-    model.load_state_dict(torch.load(run.models / f"{key}.pt", map_location="cpu", weights_only=True))
+    state = artifacts.CNN_STATE.require(run, architecture=key)
+    model.load_state_dict(torch.load(state, map_location="cpu", weights_only=True))
     return model.to(device).eval()
 
 

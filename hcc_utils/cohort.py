@@ -7,6 +7,10 @@ DICOM series folder. A user's own column names are mapped with ``cohort.columns`
 Codings: ``er`` 0/1 (recurrence within 2 years of resection), ``gender`` ``M``/``F``, ``alcohol`` 0/1,
 ``mvi_grade`` 0/1/2 (M0/M1/M2), ``ki67`` a fraction in [0, 1], ``edmondson`` 1-4 (grade I-IV). Clinical and
 pathology columns may be empty (missing); the clinical model's missing-value policy is a parameter.
+
+The patient-level split is decided once, by notebook 01 (:func:`decide_split`, written to
+``tables/cohort_split.csv``); every later stage reads it with :func:`load_cohort`, which refuses a run folder
+without it ("run 01_preprocessing first") and a manifest that changed since.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from hcc_utils import artifacts
 from hcc_utils.config import CohortConfig, Params
 from hcc_utils.synth import truth as synth_truth
 
@@ -29,6 +34,8 @@ REQUIRED_COLUMNS = ["patient_id", "image", "mask", "er"]
 PATH_COLUMNS = ["image", "mask", "mask_reader2"]
 NUMERIC_COLUMNS = ["er", "age", "bmi", "alcohol", "hbsag", "afp", "alb", "ast", "alt", "mvi_grade", "ki67",
                    "edmondson"]
+SPLITS = ("train", "validation")
+"""The two sets of the patient-level split (the ``split`` column; ``dataset`` in the paper's tables)."""
 ALLOWED_VALUES = {"er": {0, 1}, "alcohol": {0, 1}, "mvi_grade": {0, 1, 2}, "edmondson": {1, 2, 3, 4}}
 
 
@@ -169,10 +176,35 @@ def split_patients(table: pd.DataFrame, cfg: CohortConfig) -> pd.Series:
                      index=table["patient_id"].to_numpy(), name="split")
 
 
-def load_cohort(params: Params) -> pd.DataFrame:
-    """The run's manifest with absolute paths and a ``split`` column (train / validation)."""
+def decide_split(params: Params, run) -> pd.DataFrame:
+    """Notebook 01: the manifest with its ``split`` column, decided here once and written to the run folder
+    (``artifacts.SPLIT``); every later stage reads it back with :func:`load_cohort`."""
     table = load_manifest(manifest_path(params), params.cohort.columns)
     table["split"] = split_patients(table, params.cohort).to_numpy()
+    artifacts.write_split(run, table)
+    return table
+
+
+def load_cohort(params: Params, run) -> pd.DataFrame:
+    """The run's manifest with absolute paths and the ``split`` column notebook 01 decided (never split again).
+
+    Raises:
+        ArtifactMissing: the run folder has no split: run 01_preprocessing first.
+        CohortError: the manifest changed since the split was decided (patients added, removed or relabelled).
+    """
+    split = artifacts.read_split(run).set_index("patient_id")
+    table = load_manifest(manifest_path(params), params.cohort.columns)
+    ids = table["patient_id"]
+    added, removed = sorted(set(ids) - set(split.index)), sorted(set(split.index) - set(ids))
+    relabelled = sorted(p for p in set(ids) & set(split.index)
+                        if int(table.loc[ids == p, "er"].iloc[0]) != int(split.at[p, "er"]))
+    if added or removed or relabelled:
+        changes = "; ".join(f"{what}: {pids[:5]}" for what, pids in (("not in the split", added),
+                            ("in the split but not in the manifest", removed), ("'er' changed", relabelled))
+                            if pids)
+        raise CohortError(f"{manifest_path(params)}: the manifest changed since notebook 01 decided the split "
+                          f"({changes}); start a new run so that the split is decided again for every stage")
+    table["split"] = split.loc[ids, "split"].to_numpy()
     return table
 
 
@@ -230,10 +262,3 @@ def manifest_overview(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"column": col, "patients with a value": present, "missing": len(table) - present,
                      "summary": summary})
     return pd.DataFrame(rows)
-
-
-def write_split(table: pd.DataFrame, run) -> Path:
-    """``tables/cohort_split.csv`` (patient_id, er, split): the one split every later notebook reads."""
-    path = run.tables / "cohort_split.csv"
-    table[["patient_id", "er", "split"]].to_csv(path, index=False)
-    return path

@@ -2,7 +2,8 @@
 tests, ROC, decision and calibration curves, the sample-size check, and (synthetic cohorts only) the oracle
 AUC.
 
-Input: stage 05's per-patient prediction files, read by ``hcc_utils.model_predictions``. Validation rows
+Input: stage 05's per-patient prediction files, read by ``hcc_utils.model_predictions``; the models and their
+order come from ``hcc_utils.model_registry``. Validation rows
 always use ``prob`` (the final model, fitted on training patients only); training rows use ``prob`` (apparent:
 the final model on its own training patients, as the paper reports) or ``prob_oof`` (out-of-fold), by
 ``params.evaluation.train_predictions``. A model whose file is missing (e.g. radiomics disabled) is skipped
@@ -20,33 +21,27 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from hcc_utils import calibration, sample_size, stats
+from hcc_utils import artifacts, calibration, sample_size, stats
+from hcc_utils.cohort import SPLITS
 from hcc_utils.config import EvaluationConfig, Params
-from hcc_utils.model_predictions import (  # noqa: F401  (re-exported: the notebook calls comparison.*)
-    DATASETS,
-    MODELS,
-    PREDICTION_COLUMNS,
-    ModelPredictions,
-    load_predictions,
-    predictions_file,
-)
+from hcc_utils.model_predictions import ModelPredictions, load_predictions  # noqa: F401  (notebook 06 calls it)
 from hcc_utils.run_folder import RunFolder
 from hcc_utils.synth import truth as synth_truth
 
-TABLE4_COLUMNS = ["dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"]
-DELONG_COLUMNS = ["dataset", "model_a", "model_b", "auc_a", "auc_b", "z", "p"]
+TABLE4_COLUMNS = list(artifacts.TABLE4.columns)
+DELONG_COLUMNS = list(artifacts.DELONG.columns)
 ORACLE_COLUMNS = ["model", "n", "auc", "auc_low", "auc_high", "oracle_auc", "oracle_low", "oracle_high"]
 
 
 @contextmanager
-def _about(model: str, dataset: str):
+def _about(model: str, split: str):
     """Re-raise a statistics error with the model and set it concerns."""
     try:
         yield
     except stats.DegenerateScoreError:
         raise
     except ValueError as exc:
-        raise ValueError(f"{model}, {dataset} set: {exc}") from exc
+        raise ValueError(f"{model}, {split} set: {exc}") from exc
 
 
 def _auc_with_ci(y, score, level: float, notes: list[str], what: str) -> tuple[float, float, float]:
@@ -86,14 +81,14 @@ def table4(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFram
     """
     cut = thresholds_for(preds, evaluation)
     rows, notes = [], []
-    for dataset in DATASETS:
+    for split in SPLITS:
         for model in preds.models:
-            s = preds.scores(model, dataset)
-            with _about(model, dataset):
+            s = preds.scores(model, split)
+            with _about(model, split):
                 auc, low, high = _auc_with_ci(s["er"], s["score"], evaluation.ci_level, notes,
-                                              f"{model}, {dataset} set")
+                                              f"{model}, {split} set")
                 metrics = stats.classification_metrics(s["er"], s["score"], cut[model])
-            rows.append({"dataset": dataset, "model": model, "accuracy": metrics["accuracy"], "auc": auc,
+            rows.append({"dataset": split, "model": model, "accuracy": metrics["accuracy"], "auc": auc,
                          "auc_low": low, "auc_high": high, "sensitivity": metrics["sensitivity"],
                          "specificity": metrics["specificity"]})
     table = pd.DataFrame(rows, columns=TABLE4_COLUMNS)
@@ -101,12 +96,12 @@ def table4(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFram
     return table
 
 
-def paired_scores(preds: ModelPredictions, dataset: str, models: list[str] | None = None) -> pd.DataFrame:
+def paired_scores(preds: ModelPredictions, split: str, models: list[str] | None = None) -> pd.DataFrame:
     """``patient_id, er`` and one score column per model, on the patients that every model scored."""
     models = models or preds.models
     merged = None
     for model in models:
-        s = preds.scores(model, dataset).rename(columns={"score": model})
+        s = preds.scores(model, split).rename(columns={"score": model})
         merged = s if merged is None else merged.merge(s.drop(columns="er"), on="patient_id", how="inner")
     return merged.reset_index(drop=True)
 
@@ -114,26 +109,26 @@ def paired_scores(preds: ModelPredictions, dataset: str, models: list[str] | Non
 def delong_table(preds: ModelPredictions) -> pd.DataFrame:
     """DeLong's test for every pair of models on each set, on the patients both models scored.
 
-    Pairs are in ``MODELS`` order (DL-MIL vs Radiomics, DL-MIL vs Clinical, Radiomics vs Clinical); ``z > 0``
+    Pairs are in the registry's order (DL-MIL vs Radiomics, DL-MIL vs Clinical, Radiomics vs Clinical); ``z > 0``
     when model_a has the higher AUC. ``attrs["notes"]`` lists pairs compared on fewer patients than either
     model's own rows, and pairs without a test (a constant score: z and p left empty).
     """
     rows, notes = [], []
-    for dataset in DATASETS:
+    for split in SPLITS:
         for a, b in combinations(preds.models, 2):
-            pair = paired_scores(preds, dataset, [a, b])
-            n_a, n_b = len(preds.scores(a, dataset)), len(preds.scores(b, dataset))
+            pair = paired_scores(preds, split, [a, b])
+            n_a, n_b = len(preds.scores(a, split)), len(preds.scores(b, split))
             if len(pair) < max(n_a, n_b):
-                notes.append(f"{dataset}: {a} vs {b} on the {len(pair)} patients both scored "
+                notes.append(f"{split}: {a} vs {b} on the {len(pair)} patients both scored "
                              f"({n_a} and {n_b})")
-            with _about(f"{a} vs {b}", dataset):
+            with _about(f"{a} vs {b}", split):
                 try:
                     z, p = stats.delong_test(pair["er"], pair[a], pair[b])
                 except stats.DegenerateScoreError as exc:
-                    notes.append(f"{dataset}: {a} vs {b} not tested: {exc}")
+                    notes.append(f"{split}: {a} vs {b} not tested: {exc}")
                     z, p = float("nan"), float("nan")
                 auc_a, auc_b = stats.auc(pair["er"], pair[a]), stats.auc(pair["er"], pair[b])
-            rows.append({"dataset": dataset, "model_a": a, "model_b": b, "auc_a": auc_a, "auc_b": auc_b,
+            rows.append({"dataset": split, "model_a": a, "model_b": b, "auc_a": auc_a, "auc_b": auc_b,
                          "z": z, "p": p})
     table = pd.DataFrame(rows, columns=DELONG_COLUMNS)
     table.attrs["notes"] = notes
@@ -142,23 +137,23 @@ def delong_table(preds: ModelPredictions) -> pd.DataFrame:
 
 def write_tables(preds: ModelPredictions, evaluation: EvaluationConfig, run: RunFolder
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Compute and write ``tables/table4_models.csv`` and ``tables/delong.csv``; return both tables."""
-    t4, dl = table4(preds, evaluation), delong_table(preds)
-    t4.to_csv(run.tables / "table4_models.csv", index=False)
-    dl.to_csv(run.tables / "delong.csv", index=False)
-    return t4, dl
+    """Compute and write Table 4 and the DeLong tests (``artifacts.TABLE4``, ``DELONG``); return both tables."""
+    performance, delong = table4(preds, evaluation), delong_table(preds)
+    artifacts.write_table(run, artifacts.TABLE4, performance)
+    artifacts.write_table(run, artifacts.DELONG, delong)
+    return performance, delong
 
 
 def roc_curve_table(preds: ModelPredictions) -> pd.DataFrame:
     """Empirical ROC curves: ``dataset, model, fpr, tpr`` (fractions), all cut-offs kept."""
     parts = []
-    for dataset in DATASETS:
+    for split in SPLITS:
         for model in preds.models:
-            s = preds.scores(model, dataset)
-            with _about(model, dataset):
+            s = preds.scores(model, split)
+            with _about(model, split):
                 y, score = stats.check_inputs(s["er"], s["score"])
             fpr, tpr, _ = roc_curve(y, score, drop_intermediate=False)
-            parts.append(pd.DataFrame({"dataset": dataset, "model": model, "fpr": fpr, "tpr": tpr}))
+            parts.append(pd.DataFrame({"dataset": split, "model": model, "fpr": fpr, "tpr": tpr}))
     return pd.concat(parts, ignore_index=True)
 
 
@@ -182,13 +177,13 @@ def decision_curve_table(preds: ModelPredictions, evaluation: EvaluationConfig) 
 
     thresholds = dca_thresholds(evaluation)
     parts = []
-    for dataset in DATASETS:
-        data = paired_scores(preds, dataset)
+    for split in SPLITS:
+        data = paired_scores(preds, split)
         data = data.assign(er=data["er"].astype(bool))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             result = dca(data=data, outcome="er", modelnames=preds.models, thresholds=list(thresholds))
-        result = result[["model", "threshold", "net_benefit"]].assign(dataset=dataset)
+        result = result[["model", "threshold", "net_benefit"]].assign(dataset=split)
         parts.append(result.replace({"model": {"all": "Treat all", "none": "Treat none"}}))
     table = pd.concat(parts, ignore_index=True)[["dataset", "model", "threshold", "net_benefit"]]
     return table.astype({"threshold": float, "net_benefit": float})
@@ -197,25 +192,25 @@ def decision_curve_table(preds: ModelPredictions, evaluation: EvaluationConfig) 
 def calibration_table(preds: ModelPredictions) -> pd.DataFrame:
     """Brier score, calibration intercept and slope per model and set (``note`` says why a slope is NaN)."""
     rows = []
-    for dataset in DATASETS:
+    for split in SPLITS:
         for model in preds.models:
-            s = preds.scores(model, dataset)
-            with _about(model, dataset):
+            s = preds.scores(model, split)
+            with _about(model, split):
                 summary = calibration.calibration_summary(s["er"], s["score"])
-            rows.append({"dataset": dataset, "model": model, **summary})
+            rows.append({"dataset": split, "model": model, **summary})
     return pd.DataFrame(rows, columns=["dataset", "model", "n", "brier", "intercept", "slope", "note"])
 
 
 def calibration_curve_table(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFrame:
     """Calibration curves: ``dataset, model, mean_predicted, observed_fraction`` per bin."""
     parts = []
-    for dataset in DATASETS:
+    for split in SPLITS:
         for model in preds.models:
-            s = preds.scores(model, dataset)
-            with _about(model, dataset):
+            s = preds.scores(model, split)
+            with _about(model, split):
                 curve = calibration.calibration_curve_table(s["er"], s["score"], evaluation.calibration_bins,
                                                             evaluation.calibration_strategy)
-            parts.append(curve.assign(dataset=dataset, model=model))
+            parts.append(curve.assign(dataset=split, model=model))
     return pd.concat(parts, ignore_index=True)[["dataset", "model", "mean_predicted", "observed_fraction"]]
 
 
@@ -229,12 +224,12 @@ def sample_size_table(evaluation: EvaluationConfig, preds: ModelPredictions | No
              "power": evaluation.sample_size_power}]
     if preds is not None:
         first = next(iter(preds.frames.values()))
-        for dataset in DATASETS:
-            er = first.loc[first["split"] == dataset, "er"]
+        for split in SPLITS:
+            er = first.loc[first["split"] == split, "er"]
             n_pos, n_neg = int(er.sum()), int(len(er) - er.sum())
             power = (sample_size.auc_power(n_pos, n_neg, need.auc, need.null_auc, need.alpha)
                      if n_pos and n_neg else float("nan"))
-            rows.append({"set": dataset, "ER": n_pos, "NER": n_neg, "power": power})
+            rows.append({"set": split, "ER": n_pos, "NER": n_neg, "power": power})
     table = pd.DataFrame(rows)
     table.attrs["method"] = need.method
     return table

@@ -24,16 +24,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model,
+                      field_validator, model_validator)
 
 Protocol = Literal["leak_free", "onekey_compat"]
 SHIPPED_PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
@@ -407,12 +399,8 @@ def params_from_dict(data: dict[str, Any], source: Path | str = "<dict>") -> Par
     return params
 
 
-def load_params(path: Path | str) -> Params:
-    """Read and validate a params YAML file.
-
-    Raises:
-        ParamsError: the file is missing, not YAML, or has an unknown key, a wrong type or a value out of range.
-    """
+def _read_yaml(path: Path | str) -> dict[str, Any]:
+    """A params file's top-level mapping; ``ParamsError`` for a missing file, bad YAML or no mapping."""
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: parameter file not found (choose one in params/, e.g. params/smoke.yaml)")
@@ -422,4 +410,30 @@ def load_params(path: Path | str) -> Params:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of keys to values at the top level, got {type(data).__name__}")
-    return params_from_dict(data, path)
+    return data
+
+
+def load_params(path: Path | str) -> Params:
+    """Read and validate a params YAML file.
+
+    Raises:
+        ParamsError: the file is missing, not YAML, or has an unknown key, a wrong type or a value out of range.
+    """
+    return params_from_dict(_read_yaml(path), path)
+
+
+def load_stage_sections(path: Path | str, sections: dict[str, type[BaseModel]]) -> dict[str, BaseModel]:
+    """Some sections of a params file (``{"preprocess": PreprocessConfig, ...}``), for the commands that need
+    only those (``crop``): from a full params file, or from one holding only these sections (the others
+    default)."""
+    data = _read_yaml(path)
+    if "cohort" in data:
+        params = load_params(path)
+        return {name: getattr(params, name) for name in sections}
+    fields = {name: (cls, Field(default_factory=cls)) for name, cls in sections.items()}
+    model = create_model("StageSections", __config__=ConfigDict(extra="forbid"), **fields)
+    try:
+        validated = model.model_validate(data)
+    except ValidationError as exc:
+        raise ParamsError(_format_errors(exc, Path(path))) from None
+    return {name: getattr(validated, name) for name in sections}

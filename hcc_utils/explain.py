@@ -16,25 +16,22 @@ Example::
     model = load_dl_mil(run)
     result = explain_model(model.pipeline, model.features, model.selected)
     patient = choose_patient(model.predictions)          # validation patient nearest the median risk
-    fig = waterfall_figure(result, patient)
+    fig = plots.shap.waterfall_figure(result, patient)
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
-import joblib
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import shap
 
+from hcc_utils import artifacts
+from hcc_utils.model_registry import DL_MIL
 from hcc_utils.run_folder import RunFolder
 
-MODEL_SLUG = "dl_mil"
 OUTPUT_NAME = "P(ER)"
 ADDITIVITY_TOLERANCE = 1e-6
 
@@ -94,38 +91,21 @@ class ShapResult:
 
 # -- loading from the run folder ------------------------------------------------------------------------------
 
-def read_selected_features(path: Path | str) -> list[str]:
-    """The selected feature names from ``<slug>_features.json`` (a list, or a mapping with a ``features`` list)."""
-    content = json.loads(Path(path).read_text())
-    if isinstance(content, dict):
-        content = content.get("features", content.get("selected"))
-    if not isinstance(content, list) or not all(isinstance(f, str) for f in content):
-        raise ValueError(f"{path}: expected a list of feature names (or {{'features': [...]}})")
-    return content
-
-
 def load_dl_mil(run: RunFolder) -> DLMILModel:
     """Read the DL-MIL model, its selected features, predictions and the MIL feature table from ``run``.
 
     Raises:
-        FileNotFoundError: naming the missing file and the notebook that writes it.
+        ArtifactMissing: naming the missing file and the notebook that writes it.
     """
-    files = {"model": run.models / f"{MODEL_SLUG}.joblib",
-             "selected": run.models / f"{MODEL_SLUG}_features.json",
-             "predictions": run.predictions / f"{MODEL_SLUG}_patients.csv",
-             "features": run.tables / "mil_features.csv"}
-    for what, path in files.items():
-        if not path.is_file():
-            writer = "04_mil_features" if what == "features" else "05_models"
-            raise FileNotFoundError(f"{path}: the DL-MIL {what} file is missing; run notebook {writer} first")
-    predictions = pd.read_csv(files["predictions"], dtype={"patient_id": str})
-    features = pd.read_csv(files["features"], dtype={"patient_id": str}).set_index("patient_id")
+    predictions = artifacts.read_patient_predictions(run, DL_MIL.slug)
+    features = artifacts.read_mil_features(run)
     missing = sorted(set(predictions["patient_id"]) - set(features.index))
     if missing:
-        raise ValueError(f"{files['features']}: no MIL features for {len(missing)} patient(s) of "
-                         f"{files['predictions'].name} (e.g. {missing[:3]}); rerun notebooks 04 and 05")
-    return DLMILModel(pipeline=joblib.load(files["model"]), features=features.loc[predictions["patient_id"]],
-                      selected=read_selected_features(files["selected"]), predictions=predictions)
+        raise ValueError(f"{artifacts.MIL_FEATURES.path(run)}: no MIL features for {len(missing)} patient(s) of "
+                         f"the DL-MIL predictions (e.g. {missing[:3]}); rerun notebooks 04 and 05")
+    return DLMILModel(pipeline=artifacts.read_pipeline(run, DL_MIL.slug),
+                      features=features.loc[predictions["patient_id"]],
+                      selected=artifacts.read_model_summary(run, DL_MIL.slug)["features"], predictions=predictions)
 
 
 # -- the explanation ------------------------------------------------------------------------------------------
@@ -223,7 +203,7 @@ def choose_patient(predictions: pd.DataFrame, patient: str | None = None) -> str
     if patient is not None:
         if str(patient) not in set(ids):
             raise ValueError(f"explain.patient = {patient!r} has no DL-MIL prediction; choose a patient_id of "
-                             "predictions/dl_mil_patients.csv or leave it empty for the median-risk patient")
+                             "the DL-MIL predictions of notebook 05, or leave it empty for the median-risk patient")
         return str(patient)
     validation = predictions.assign(patient_id=ids)[predictions["split"] == "validation"]
     if validation.empty:
@@ -239,8 +219,9 @@ def check_predictions(result: ShapResult, predictions: pd.DataFrame, tolerance: 
     saved = predictions.assign(patient_id=predictions["patient_id"].astype(str)).set_index("patient_id")["prob"]
     gap = float(np.max(np.abs(saved.reindex(result.patient_ids).to_numpy() - result.probability)))
     if not gap <= tolerance:
-        warnings.warn(f"the DL-MIL model's P(ER) differs from predictions/{MODEL_SLUG}_patients.csv by up to "
-                      f"{gap:.2e}: the two files come from different fits; rerun notebook 05_models", stacklevel=2)
+        warnings.warn(f"the DL-MIL model's P(ER) differs from its saved predictions "
+                      f"({artifacts.PATIENT_PREDICTIONS.pattern.format(slug=DL_MIL.slug)}) by up to {gap:.2e}: "
+                      "the two files come from different fits; rerun notebook 05_models", stacklevel=2)
     return gap
 
 
@@ -269,59 +250,3 @@ def patient_table(result: ShapResult, patient_id: str) -> pd.DataFrame:
     ends = pd.DataFrame({"feature": ["base value (expected P(ER))", "P(ER) = base + sum of SHAP"],
                          "shap": [float(row.base_values), float(row.base_values) + float(row.values.sum())]})
     return pd.concat([table, ends], ignore_index=True)
-
-
-# -- SHAP's own plots, as matplotlib figures ------------------------------------------------------------------
-
-def _xlabel(ax) -> None:
-    ax.set_xlabel(f"SHAP value (change in {OUTPUT_NAME}, probability units)")
-
-
-def beeswarm_figure(result: ShapResult, max_display: int = 10) -> plt.Figure:
-    """Fig. 5e: each dot one patient, x its SHAP value, colour its (z-scored) feature value."""
-    plt.figure()
-    ax = shap.plots.beeswarm(result.explanation, max_display=max_display, show=False,
-                             color_bar_label="Feature value (z-score)")
-    _xlabel(ax)
-    ax.set_title(f"DL-MIL: SHAP values of {OUTPUT_NAME}, {len(result.patient_ids)} patients")
-    return ax.figure
-
-
-def importance_figure(result: ShapResult, max_display: int = 10) -> plt.Figure:
-    """Mean |SHAP| per feature (the beeswarm's ordering as a bar chart)."""
-    plt.figure()
-    ax = shap.plots.bar(result.explanation, max_display=max_display, show=False)
-    ax.set_xlabel(f"mean |SHAP value| ({OUTPUT_NAME}, probability units)")
-    ax.set_title(f"DL-MIL: feature importance, {len(result.patient_ids)} patients")
-    ax.figure.set_size_inches(7, 0.45 * min(max_display, len(result.feature_names)) + 1.5)
-    return ax.figure
-
-
-def waterfall_figure(result: ShapResult, patient_id: str, max_display: int = 10) -> plt.Figure:
-    """Fig. 5f: from the expected P(ER) to this patient's P(ER), one bar per feature (raw values beside names)."""
-    plt.figure()
-    ax = shap.plots.waterfall(result.row(patient_id), max_display=max_display, show=False)
-    ax.set_title(f"DL-MIL: patient {patient_id}, {OUTPUT_NAME} explained")
-    return ax.figure
-
-
-def force_figure(result: ShapResult, patient_id: str) -> plt.Figure:
-    """Fig. 5g: the same patient as a force plot (static matplotlib rendering, so it shows in the book)."""
-    row = result.row(patient_id)
-    shown = row.display_data if row.display_data is not None else row.data
-    if abs(float(np.sum(row.values))) < 1e-9:
-        # SHAP's force layout divides by the total effect and does not finish when it is 0
-        fig, ax = plt.subplots(figsize=(16, 1.6))
-        ax.axis("off")
-        ax.text(0.5, 0.5, f"DL-MIL, patient {patient_id}: {OUTPUT_NAME} = {float(row.base_values):.3f}, the base "
-                "value; the features' SHAP values add up to 0, so there is no force to draw", ha="center",
-                va="center", fontsize=12)
-        return fig
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # tight_layout notices from SHAP's text placement
-        fig = shap.plots.force(float(row.base_values), row.values, features=np.round(shown.astype(float), 3),
-                               feature_names=result.feature_names, out_names=OUTPUT_NAME, matplotlib=True,
-                               show=False, figsize=(16, 3.5), text_rotation=0)
-    fig.text(0.5, 0.08, f"DL-MIL, patient {patient_id}: features pushing {OUTPUT_NAME} up (red) and down (blue) "
-             "from the base value", ha="center", fontsize=12)
-    return fig

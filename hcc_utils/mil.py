@@ -48,15 +48,15 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from hcc_utils import artifacts
 from hcc_utils.config import Params
 from hcc_utils.run_folder import RunFolder
 
 PROB_BINS = [f"{i:02d}" for i in range(11)]
 LABEL_BINS = ["0", "1"]
-PLH_COLUMNS = [f"PLH_{b}" for b in PROB_BINS + LABEL_BINS]
-BOW_COLUMNS = [f"BoW_{b}" for b in PROB_BINS + LABEL_BINS]
-FEATURE_COLUMNS = PLH_COLUMNS + BOW_COLUMNS
-FEATURES_FILE = "mil_features.csv"
+FEATURE_COLUMNS = list(artifacts.MIL_FEATURE_COLUMNS)  # the file's schema: PLH_00..PLH_1, then BoW_00..BoW_1
+PLH_COLUMNS = [c for c in FEATURE_COLUMNS if c.startswith("PLH_")]
+BOW_COLUMNS = [c for c in FEATURE_COLUMNS if c.startswith("BoW_")]
 
 # Document words: "p03" for probability bin 0.3, "y1" for predicted label 1. The token pattern keeps them whole.
 _PROB_TOKENS = [f"p{b}" for b in PROB_BINS]
@@ -122,7 +122,7 @@ def _check_predictions(slice_predictions: pd.DataFrame) -> pd.DataFrame:
     missing = {"patient_id", "prob"} - set(slice_predictions.columns)
     if missing:
         raise MILError(f"slice predictions lack column(s) {sorted(missing)}; expected at least patient_id, prob "
-                       "(run.predictions/'slice_predictions.csv' from notebook 03)")
+                       "(predictions/slice_predictions.csv from notebook 03)")
     if "architecture" in slice_predictions.columns and slice_predictions["architecture"].nunique() > 1:
         raise MILError("slice predictions hold several architectures "
                        f"{sorted(slice_predictions['architecture'].unique())}; pass the chosen one's rows "
@@ -219,9 +219,9 @@ def prediction_overview(slice_predictions: pd.DataFrame, label_threshold: float 
 
 def build_mil_table(slice_predictions: pd.DataFrame, cohort: pd.DataFrame, params: Params,
                     run: RunFolder | None = None) -> pd.DataFrame:
-    """The stage-04 table: ``mil_features`` with the run's protocol and split, saved as tables/mil_features.csv.
+    """The stage-04 table: ``mil_features`` with the run's protocol and split, saved in the run folder.
 
-    ``cohort`` is ``hcc_utils.cohort.load_cohort(params)`` (its ``split`` column decides the training patients);
+    ``cohort`` is ``hcc_utils.cohort.load_cohort(params, run)`` (its ``split`` column decides the training patients);
     every patient of ``slice_predictions`` must be in it. Returns the 26 features indexed by ``patient_id``.
     """
     split = cohort.set_index(cohort["patient_id"].astype(str))["split"]
@@ -234,14 +234,10 @@ def build_mil_table(slice_predictions: pd.DataFrame, cohort: pd.DataFrame, param
     features = mil_features(slice_predictions, train_ids, idf_on=idf_on_for(params.protocol),
                             label_threshold=params.mil.label_threshold)
     if run is not None:
-        features.to_csv(run.tables / FEATURES_FILE, index_label="patient_id")
+        artifacts.write_mil_features(run, features)
     return features
 
 
 def load_mil_table(run: RunFolder) -> pd.DataFrame:
     """The saved stage-04 table (``tables/mil_features.csv``) indexed by ``patient_id``."""
-    path = run.tables / FEATURES_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run notebook 04_mil_features first")
-    table = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
-    return table[FEATURE_COLUMNS]
+    return artifacts.read_mil_features(run)

@@ -1,9 +1,9 @@
-"""The per-patient predictions of the three models (stage 05's output), read and checked for the comparison.
+"""The per-patient predictions of the models (stage 05's output), read and checked for the comparison.
 
-Files: ``run.predictions/'<slug>_patients.csv'`` with columns ``patient_id, split, er, prob, prob_oof`` (slug
-``dl_mil``, ``radiomics``, ``clinical``). ``prob`` is the final model's probability of ER (fitted on training
-patients only); ``prob_oof`` is the out-of-fold probability of training patients (empty on validation rows).
-Validation rows always use ``prob``; training rows use ``prob`` (apparent) or ``prob_oof``, by
+Files: ``predictions/<slug>_patients.csv`` (``artifacts.PATIENT_PREDICTIONS``), one per model of
+``hcc_utils.model_registry``, with columns ``patient_id, split, er, prob, prob_oof``. ``prob`` is the final
+model's probability of ER (fitted on training patients only); ``prob_oof`` the out-of-fold probability of training
+patients. Validation rows always use ``prob``; training rows use ``prob`` (apparent) or ``prob_oof``, by
 ``params.evaluation.train_predictions``. A model without a file is left out with a note.
 """
 
@@ -15,18 +15,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hcc_utils import artifacts, model_registry
+from hcc_utils.cohort import SPLITS
 from hcc_utils.run_folder import RunFolder
 
-MODELS = {"DL-MIL": "dl_mil", "Radiomics": "radiomics", "Clinical": "clinical"}
-"""model name in the tables -> file slug"""
-DATASETS = ("train", "validation")
-PREDICTION_COLUMNS = ["patient_id", "split", "er", "prob", "prob_oof"]
+PREDICTION_COLUMNS = list(artifacts.PATIENT_PREDICTION_COLUMNS)
 TRAIN_COLUMN = {"apparent": "prob", "out_of_fold": "prob_oof"}
 
 
 def predictions_file(run: RunFolder, model: str) -> Path:
-    """``run.predictions/'<slug>_patients.csv'`` for a model name of ``MODELS``."""
-    return run.predictions / f"{MODELS[model]}_patients.csv"
+    """``predictions/<slug>_patients.csv`` of a model of the registry."""
+    return artifacts.PATIENT_PREDICTIONS.path(run, slug=model_registry.spec(model).slug)
 
 
 @dataclass
@@ -50,13 +49,13 @@ class ModelPredictions:
         """``"apparent"`` or ``"out-of-fold"``, for figure titles."""
         return "apparent" if self.train_column == "prob" else "out-of-fold"
 
-    def scores(self, model: str, dataset: str) -> pd.DataFrame:
+    def scores(self, model: str, split: str) -> pd.DataFrame:
         """``patient_id, er, score`` of one model on one set (the column this set uses, renamed ``score``)."""
-        if dataset not in DATASETS:
-            raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         frame = self.frames[model]
-        column = self.train_column if dataset == "train" else "prob"
-        rows = frame.loc[frame["split"] == dataset, ["patient_id", "er", column]]
+        column = self.train_column if split == "train" else "prob"
+        rows = frame.loc[frame["split"] == split, ["patient_id", "er", column]]
         return rows.rename(columns={column: "score"}).reset_index(drop=True)
 
     def describe(self) -> str:
@@ -66,24 +65,20 @@ class ModelPredictions:
         for model, frame in self.frames.items():
             er_by_set = frame.groupby("split")["er"].agg(["size", "sum"])
             counts = ", ".join(f"{d} {int(er_by_set.loc[d, 'size'])} ({int(er_by_set.loc[d, 'sum'])} ER)"
-                               if d in er_by_set.index else f"{d} 0" for d in DATASETS)
+                               if d in er_by_set.index else f"{d} 0" for d in SPLITS)
             lines.append(f"- {model}: {counts}")
         lines += [f"- {note}" for note in self.notes]
         return "\n".join(lines)
 
 
-def _read_predictions(path: Path, model: str, train_column: str) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"patient_id": str})
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path.name} ({model}): missing column(s) {missing}; stage 05 writes "
-                         f"{PREDICTION_COLUMNS}. Re-run notebook 05.")
-    frame = frame[PREDICTION_COLUMNS].copy()
+def _read_predictions(run: RunFolder, model: str, train_column: str) -> pd.DataFrame:
+    path = predictions_file(run, model)
+    frame = artifacts.read_patient_predictions(run, model_registry.spec(model).slug)[PREDICTION_COLUMNS].copy()
     dupes = frame.loc[frame["patient_id"].duplicated(), "patient_id"].tolist()
     if dupes:
         raise ValueError(f"{path.name} ({model}): patients {dupes[:5]} appear more than once; one row per "
                          "patient")
-    bad_split = frame.loc[~frame["split"].isin(DATASETS), "patient_id"].tolist()
+    bad_split = frame.loc[~frame["split"].isin(SPLITS), "patient_id"].tolist()
     if bad_split:
         raise ValueError(f"{path.name} ({model}): split must be 'train' or 'validation'; patients "
                          f"{bad_split[:5]}")
@@ -116,16 +111,18 @@ def load_predictions(run: RunFolder, train_predictions: str = "apparent") -> Mod
         raise ValueError(f"train_predictions must be one of {list(TRAIN_COLUMN)}, got {train_predictions!r}")
     train_column = TRAIN_COLUMN[train_predictions]
     frames, notes = {}, []
-    for model in MODELS:
+    for model in model_registry.names():
         path = predictions_file(run, model)
         if not path.is_file():
             notes.append(f"{model}: no {path.name} in the run's predictions folder (model disabled or stage "
                          "05 not run); left out of the comparison")
             continue
-        frames[model] = _read_predictions(path, model, train_column)
+        frames[model] = _read_predictions(run, model, train_column)
     if not frames:
-        raise ValueError(f"{run.predictions}: no per-patient prediction files ({', '.join(MODELS.values())}"
-                         "_patients.csv); run notebook 05 first")
+        raise artifacts.ArtifactMissing(
+            f"{run.predictions}: no per-patient prediction file of any model "
+            f"({', '.join(predictions_file(run, m).name for m in model_registry.names())}); run notebook "
+            f"{artifacts.PATIENT_PREDICTIONS.writer} first")
     labels = pd.concat([f.set_index("patient_id")["er"].rename(m) for m, f in frames.items()], axis=1)
     conflict = labels.index[labels.nunique(axis=1) > 1].tolist()
     if conflict:

@@ -20,7 +20,7 @@ note in ``RecipeResult.notes``.
 
 Example::
 
-    patients = load_cohort(params).set_index("patient_id")
+    patients = load_cohort(params, run).set_index("patient_id")
     result = fit_recipe(features, patients["er"], patients["split"], params, "DL-MIL", run)
     result.features, result.best_params, result.cv_auc
     result.predictions.head()   # patient_id, split, er, prob, prob_oof
@@ -28,11 +28,8 @@ Example::
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 
-import joblib
 import numpy as np
 import pandas as pd
 from imblearn.over_sampling import SMOTE
@@ -40,16 +37,15 @@ from imblearn.pipeline import Pipeline
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import ExtraTreesClassifier
-from sklearn.metrics import confusion_matrix, roc_auc_score
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
 from sklearn.preprocessing import StandardScaler
 
+from hcc_utils import artifacts, model_registry, stats
 from hcc_utils.config import ModelConfig, Params
 from hcc_utils.run_folder import RunFolder
 from hcc_utils.selection import SelectionResult, select_features
 
-MODEL_SLUGS = {"DL-MIL": "dl_mil", "Radiomics": "radiomics", "Clinical": "clinical"}
-PREDICTION_COLUMNS = ["patient_id", "split", "er", "prob", "prob_oof"]
+PREDICTION_COLUMNS = list(artifacts.PATIENT_PREDICTION_COLUMNS)
 
 
 class RecipeError(ValueError):
@@ -87,11 +83,6 @@ class RecipeResult:
     cv_folds: list[list[str]]
     smote_k_neighbors: int | None
     notes: list[str] = field(default_factory=list)
-
-
-def model_slug(name: str) -> str:
-    """File-name form of a model name: "DL-MIL" -> "dl_mil" (also for names outside ``MODEL_SLUGS``)."""
-    return MODEL_SLUGS.get(name) or re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
 def build_pipeline(features: list[str], cfg: ModelConfig, k_neighbors: int | None) -> Pipeline:
@@ -188,11 +179,10 @@ def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, para
     Args:
         features: one row per patient (index patient_id), numeric columns, no missing values.
         labels: 0/1 ER per patient (index patient_id; may hold more patients than ``features``).
-        split: "train" / "validation" per patient (index patient_id), e.g. ``load_cohort(params)``'s column.
+        split: "train" / "validation" per patient (index patient_id), e.g. ``load_cohort(params, run)``'s column.
         params: the run's parameters (``params.selection``, ``params.model`` are used).
         name: "DL-MIL", "Radiomics" or "Clinical" (any name works; the slug names the files).
-        run: when given, writes ``models/<slug>.joblib``, ``models/<slug>_features.json``,
-            ``predictions/<slug>_patients.csv``, ``tables/<slug>_selection.csv`` and ``tables/<slug>_grid.csv``.
+        run: when given, writes the model's files (``save_recipe``; slug from ``hcc_utils.model_registry``).
         selection_steps: the selection steps after the z-score (see ``selection.select_features``); the
             clinical model passes ``()`` because its variables were chosen by Table 2's tests.
 
@@ -234,39 +224,24 @@ def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, para
 
 
 def save_recipe(result: RecipeResult, run: RunFolder) -> None:
-    """Write the fitted pipeline, its feature list, the predictions and the selection/grid tables."""
-    slug = model_slug(result.name)
-    joblib.dump(result.pipeline, run.models / f"{slug}.joblib")
-    meta = {"model": result.name, "features": result.features, "best_params": result.best_params,
-            "cv_auc": result.cv_auc, "smote_k_neighbors": result.smote_k_neighbors, "notes": result.notes}
-    (run.models / f"{slug}_features.json").write_text(json.dumps(meta, indent=2, default=str))
-    result.predictions.to_csv(run.predictions / f"{slug}_patients.csv", index=False)
-    result.selection.decisions().to_csv(run.tables / f"{slug}_selection.csv", index=False)
-    result.grid.to_csv(run.tables / f"{slug}_grid.csv", index=False)
-
-
-def load_model(run: RunFolder, name: str) -> tuple[Pipeline, list[str]]:
-    """The saved pipeline of model ``name`` and its selected features (for SHAP and notebook 06)."""
-    slug = model_slug(name)
-    path = run.models / f"{slug}.joblib"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run notebook 05_models first")
-    meta = json.loads((run.models / f"{slug}_features.json").read_text())
-    return joblib.load(path), list(meta["features"])
-
-
-def load_patient_predictions(run: RunFolder, name: str) -> pd.DataFrame:
-    """``predictions/<slug>_patients.csv``: patient_id, split, er, prob, prob_oof."""
-    path = run.predictions / f"{model_slug(name)}_patients.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run notebook 05_models first")
-    return pd.read_csv(path, dtype={"patient_id": str})
+    """Write the fitted pipeline, its summary (selected features, best parameters, notes), the predictions and
+    the selection and grid tables (``hcc_utils.artifacts``: PIPELINE, MODEL_SUMMARY, PATIENT_PREDICTIONS,
+    SELECTION, GRID)."""
+    slug = model_registry.slug(result.name)
+    artifacts.write_pipeline(run, slug, result.pipeline)
+    summary = {"model": result.name, "features": result.features, "best_params": result.best_params,
+               "cv_auc": result.cv_auc, "smote_k_neighbors": result.smote_k_neighbors, "notes": result.notes}
+    artifacts.write_model_summary(run, slug, summary)
+    artifacts.write_patient_predictions(run, slug, result.predictions)
+    artifacts.write_table(run, artifacts.SELECTION, result.selection.decisions(), slug=slug)
+    artifacts.write_table(run, artifacts.GRID, result.grid, slug=slug)
 
 
 def recipe_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.DataFrame:
-    """Accuracy, AUC, sensitivity, specificity (fractions) on train (apparent), train (out-of-fold), validation.
+    """Accuracy, AUC, sensitivity, specificity (fractions, ``hcc_utils.stats``) on train (apparent), train
+    (out-of-fold) and validation; a set with one outcome class only gets empty metrics.
 
-    A quick look for notebook 05; Table 4 with DeLong CIs is notebook 06's (``hcc_utils.stats``).
+    A quick look for notebook 05; Table 4 with DeLong CIs is notebook 06's.
     """
     sets = [("train (apparent)", "train", "prob"), ("train (out-of-fold)", "train", "prob_oof"),
             ("validation", "validation", "prob")]
@@ -275,20 +250,13 @@ def recipe_metrics(predictions: pd.DataFrame, threshold: float = 0.5) -> pd.Data
         part = predictions[predictions["split"] == subset]
         if part.empty:
             continue
-        y, p = part["er"].to_numpy(), part[column].to_numpy()
-        tn, fp, fn, tp = confusion_matrix(y, (p >= threshold).astype(int), labels=[0, 1]).ravel()
-        auc = roc_auc_score(y, p) if len(np.unique(y)) == 2 else np.nan
-        rows.append({"dataset": label, "n": len(part), "accuracy": (tp + tn) / len(part), "auc": auc,
-                     "sensitivity": tp / (tp + fn) if tp + fn else np.nan,
-                     "specificity": tn / (tn + fp) if tn + fp else np.nan})
+        row = {"dataset": label, "n": len(part), "accuracy": np.nan, "auc": np.nan, "sensitivity": np.nan,
+               "specificity": np.nan}
+        try:
+            metrics = stats.classification_metrics(part["er"], part[column], threshold)
+            row.update(accuracy=metrics["accuracy"], auc=stats.auc(part["er"], part[column]),
+                       sensitivity=metrics["sensitivity"], specificity=metrics["specificity"])
+        except ValueError:
+            pass
+        rows.append(row)
     return pd.DataFrame(rows)
-
-
-def show_notes(result: RecipeResult):
-    """The recipe's warnings and reductions as a Markdown block for the book (nothing to report says so)."""
-    from IPython.display import Markdown
-
-    if not result.notes:
-        return Markdown(f"*{result.name}: no fallback or reduction was needed.*")
-    lines = "\n".join(f"- {note}" for note in result.notes)
-    return Markdown(f"**{result.name}: notes and warnings**\n\n{lines}")

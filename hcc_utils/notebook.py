@@ -1,4 +1,5 @@
-"""Small helpers the notebooks call so their code cells stay one to three lines.
+"""Small helpers the notebooks call so their code cells stay one to three lines; the only module that makes
+IPython display objects.
 
 Every notebook starts with::
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hcc_utils import artifacts
 from hcc_utils.config import Params, load_params
 from hcc_utils.run_folder import RunFolder
 
@@ -42,10 +44,13 @@ def setup(params_file: str | Path, run_dir: str | Path) -> tuple[Params, RunFold
 
 
 def save_figure(fig, run: RunFolder, name: str):
-    """Save ``fig`` as ``figures/NAME.png`` in the run folder and return it (so the notebook shows it once)."""
+    """Save ``fig`` as ``figures/NAME.png`` in the run folder and return it (so the notebook shows it once);
+    ``None`` (nothing to draw for this cohort) saves nothing."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(run.figures / f"{name}.png")
+    if fig is None:
+        return None
+    fig.savefig(artifacts.figure_path(run, name))
     plt.close(fig)
     return fig
 
@@ -54,5 +59,26 @@ def show_table(table: pd.DataFrame, run: RunFolder | None = None, name: str | No
                precision: int = 3):
     """Return a styled table for display; with ``run`` and ``name`` also write ``tables/NAME.csv``."""
     if run is not None and name is not None:
-        table.to_csv(run.tables / f"{name}.csv", index=False)
+        table.to_csv(artifacts.table_path(run, name), index=False)
     return table.style.format(precision=precision, na_rep="–").hide(axis="index")
+
+
+def show_table_or_note(table: pd.DataFrame | None, note: str):
+    """``show_table(table)``, or ``note`` in italics when there is no table for this cohort."""
+    return show_markdown(f"*{note}*") if table is None else show_table(table)
+
+
+def show_markdown(text: str):
+    """``text`` rendered as Markdown in the notebook and the book."""
+    from IPython.display import Markdown
+
+    return Markdown(text)
+
+
+def show_notes(result):
+    """A fitted model's warnings and reductions (``result.name``, ``result.notes``: a ``modeling.RecipeResult``,
+    ``RadiomicsModel`` or ``ClinicalModel``) as a Markdown block; nothing to report says so."""
+    if not result.notes:
+        return show_markdown(f"*{result.name}: no fallback or reduction was needed.*")
+    lines = "\n".join(f"- {note}" for note in result.notes)
+    return show_markdown(f"**{result.name}: notes and warnings**\n\n{lines}")

@@ -29,13 +29,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from hcc_utils import artifacts
+from hcc_utils.cohort import load_cohort
 from hcc_utils.config import Params
+from hcc_utils.model_registry import DL_MIL
 from hcc_utils.run_folder import RunFolder
 from hcc_utils.synth import truth as synth_truth
 
 INDICATORS = {"mvi_grade": "MVI grade", "ki67": "Ki-67", "edmondson": "Edmondson-Steiner grade"}
 """manifest column -> name in Table 5"""
-TABLE5_COLUMNS = ["feature", "indicator", "r", "r_low", "r_high", "p"]
+TABLE5_COLUMNS = list(artifacts.TABLE5.columns)
 MIN_PAIRS = 4
 """fewest complete pairs with a defined Fisher-z interval (se = 1/sqrt(n - 3))"""
 LATENT_NAMES = {synth_truth.INVASIVENESS_COLUMN: "latent invasiveness",
@@ -201,22 +204,14 @@ def pathology_inputs(mil_features: pd.DataFrame, selected: list[str], cohort: pd
 
 def load_inputs(run: RunFolder, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
     """:func:`pathology_inputs` from the run folder (MIL table, DL-MIL selected features) and the cohort."""
-    from hcc_utils.cohort import load_cohort
-    from hcc_utils.explain import MODEL_SLUG, read_selected_features
-
-    table_file = run.tables / "mil_features.csv"
-    selected_file = run.models / f"{MODEL_SLUG}_features.json"
-    for path, writer in ((table_file, "04_mil_features"), (selected_file, "05_models")):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing; run notebook {writer} first")
-    mil = pd.read_csv(table_file, dtype={"patient_id": str}).set_index("patient_id")
-    return pathology_inputs(mil, read_selected_features(selected_file), load_cohort(params),
-                            params.pathology.patients)
+    mil_features = artifacts.read_mil_features(run)
+    selected = artifacts.read_model_summary(run, DL_MIL.slug)["features"]
+    return pathology_inputs(mil_features, selected, load_cohort(params, run), params.pathology.patients)
 
 
 def write_table5(corr: PathologyCorrelation, run: RunFolder) -> pd.DataFrame:
-    """Write ``tables/table5_pathology.csv`` (docs/architecture.md columns; empty cells stay empty) and return it."""
-    corr.table[TABLE5_COLUMNS].to_csv(run.tables / "table5_pathology.csv", index=False)
+    """Write Table 5 (``artifacts.TABLE5``; empty cells stay empty) and return it."""
+    artifacts.write_table(run, artifacts.TABLE5, corr.table[TABLE5_COLUMNS])
     return corr.table
 
 

@@ -243,3 +243,49 @@ def geometry_by_scanner(geometry: pd.DataFrame) -> pd.DataFrame:
                      "slices": f"{int(ok['n_slices'].min())}-{int(ok['n_slices'].max())}" if len(ok) else "",
                      "unreadable": int((group["problem"] != "").sum())})
     return pd.DataFrame(rows)
+
+
+@dataclass
+class TumourSlice:
+    """One patient's axial slice through the largest tumour cross-section on the original grid: ``image`` (HU),
+    ``mask`` and ``second`` (reader 2, or None) as 2D arrays; ``index`` the axial slice."""
+
+    patient_id: str
+    er: int
+    index: int
+    image: np.ndarray
+    mask: np.ndarray
+    second: np.ndarray | None
+
+
+def _tumour_slice(patient_id: str, row) -> TumourSlice | None:
+    from hcc_utils.io import read_image
+
+    try:
+        image = sitk.GetArrayFromImage(read_image(row["image"], patient_id))
+        mask = sitk.GetArrayFromImage(read_image(row["mask"], patient_id, "mask"))
+        second = (sitk.GetArrayFromImage(read_image(row["mask_reader2"], patient_id, "mask"))
+                  if isinstance(row.get("mask_reader2"), str) else None)
+    except PatientInputError:
+        return None
+    if image.shape != mask.shape or not mask.any() or (second is not None and second.shape != mask.shape):
+        return None
+    z = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(axis=1)))
+    return TumourSlice(patient_id, int(row["er"]), z, image[z], mask[z], None if second is None else second[z])
+
+
+def tumour_slices(cohort: pd.DataFrame, n: int = 4, seed: int = 0) -> list[TumourSlice]:
+    """``n`` patients' largest tumour cross-sections for chapter 01's gallery, half ER half NER, drawn at random
+    (``seed``); a patient whose files cannot be used is passed over (chapter 02 lists it)."""
+    rng = np.random.default_rng(seed)
+    table = cohort.set_index("patient_id")
+    shown: list[TumourSlice] = []
+    for er in (1, 0):
+        wanted = (n + 1 - er) // 2
+        for pid in rng.permutation(table.index[table["er"] == er].to_numpy()):
+            if len([s for s in shown if s.er == er]) == wanted:
+                break
+            item = _tumour_slice(str(pid), table.loc[pid])
+            if item is not None:
+                shown.append(item)
+    return shown

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from hcc_utils import artifacts
 from hcc_utils.config import Params
 from hcc_utils.run_folder import RunFolder
 
@@ -78,6 +78,4 @@ def write_provenance(run: RunFolder, params: Params, params_file: Path, started:
         "ended": ended,
         "notebooks": status,
     }
-    path = run.root / "provenance.json"
-    path.write_text(json.dumps(record, indent=2))
-    return path
+    return artifacts.write_json(run, artifacts.PROVENANCE, record)

@@ -51,6 +51,7 @@ from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 from tqdm import tqdm
 
+from hcc_utils import artifacts
 from hcc_utils.config import Params
 from hcc_utils.io import read_image
 from hcc_utils.run_folder import RunFolder
@@ -287,6 +288,10 @@ def _cache_key(fingerprint: str, image: str, mask: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def _cache_file(run: RunFolder, patient_id: str, reader: str) -> Path:
+    return artifacts.RADIOMICS_CACHE.path(run, stem=artifacts.file_stem(patient_id), reader=reader)
+
+
 def _read_cache(path: Path, key: str) -> dict[str, float] | None:
     try:
         entry = json.loads(path.read_text())
@@ -330,7 +335,7 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
                    n_jobs: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reader-1 features of every patient and reader-2 features of the ICC patients (index ``patient_id``).
 
-    Cached per patient and reader in ``run.cache/radiomics/<pid>_reader{1,2}.json`` (keyed by the settings and
+    Cached per patient and reader in ``cache/radiomics/<pid>_reader{1,2}.json`` (keyed by the settings and
     the input files), extracted in parallel over patients (``n_jobs`` processes, default
     ``radiomics.n_jobs``). Patients excluded at an earlier stage are skipped; a failed reader-1 extraction
     excludes the patient from the radiomics model, a failed reader-2 extraction only from the ICC (both
@@ -342,8 +347,6 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
     extractor = load_extractor(settings_path(params))
     extractor.settings["label"] = params.slices.mask_label
     fingerprint = settings_fingerprint(extractor)
-    cache = run.cache / "radiomics"
-    cache.mkdir(parents=True, exist_ok=True)
     earlier = set(run.exclusions().query("severity == 'excluded' and stage != 'radiomics'")["patient_id"])
     second = set(icc_patient_ids(cohort, params))
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -357,7 +360,7 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
         missing = {}
         for reader, mask in masks.items():
             key = _cache_key(fingerprint, row["image"], mask)
-            cached = _read_cache(cache / f"{pid}_{reader}.json", key)
+            cached = _read_cache(_cache_file(run, pid, reader), key)
             if cached is None:
                 missing[reader] = (mask, key)
             else:
@@ -376,7 +379,7 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
         for reader, res in output.items():
             mask, key = missing[reader]
             if res["features"] is not None:
-                _write_cache(cache / f"{pid}_{reader}.json", key, res["features"], res["seconds"])
+                _write_cache(_cache_file(run, pid, reader), key, res["features"], res["seconds"])
                 results[pid][reader] = res["features"]
             else:
                 severity, scope = (("excluded", "the radiomics model") if reader == "reader1"
@@ -391,5 +394,5 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
         table.index.name = "patient_id"
         tables.append(table)
     if tables[0].empty:
-        raise RadiomicsError("no patient could be extracted with reader 1's mask; see exclusions.csv")
+        raise RadiomicsError(f"no patient could be extracted with reader 1's mask; see {run.exclusions_file}")
     return tables[0], tables[1][tables[1].index.isin(tables[0].index)]  # a reading pair or nothing

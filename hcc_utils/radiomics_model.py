@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from hcc_utils import radiomics
+from hcc_utils import artifacts, radiomics
 from hcc_utils.config import Params
 from hcc_utils.icc import icc_table, reliable_features
 from hcc_utils.modeling import RecipeResult, fit_recipe
@@ -74,7 +74,7 @@ def settings_table(settings: radiomics.Settings) -> pd.DataFrame:
 def extraction_seconds(run: RunFolder) -> pd.Series:
     """Seconds per patient and reader of the cached extractions (for the book's runtime note)."""
     values = {}
-    for path in sorted((run.cache / "radiomics").glob("*_reader*.json")):
+    for path in artifacts.RADIOMICS_CACHE.existing(run):
         with contextlib.suppress(OSError, ValueError, KeyError):
             values[path.stem] = json.loads(path.read_text())["seconds"]
     return pd.Series(values, name="seconds", dtype=float)
@@ -109,7 +109,7 @@ class RadiomicsModel:
     reliable: list[str]
     recipe: RecipeResult
     notes: list[str] = field(default_factory=list)
-    name: str = "Radiomics"  # with ``notes``, what ``modeling.show_notes`` reads
+    name: str = "Radiomics"  # with ``notes``, what ``notebook.show_notes`` reads
 
     def funnel(self) -> pd.DataFrame:
         """Features left after each step, from extraction to the recipe's Lasso."""
@@ -137,7 +137,7 @@ def fit_radiomics_model(cohort: pd.DataFrame, params: Params, run: RunFolder,
                         n_jobs: int | None = None) -> RadiomicsModel:
     """Extract (cached), filter by ICC, and fit the shared recipe as "Radiomics" (files under ``run``).
 
-    ``cohort`` is ``load_cohort(params)`` (patient_id, image, mask, mask_reader2, er, split).
+    ``cohort`` is ``load_cohort(params, run)`` (patient_id, image, mask, mask_reader2, er, split).
     """
     n_jobs = n_jobs or params.radiomics.n_jobs
     reader1, reader2 = radiomics.extract_cohort(cohort, params, run, n_jobs=n_jobs)
@@ -164,7 +164,7 @@ def fit_radiomics_model(cohort: pd.DataFrame, params: Params, run: RunFolder,
     split = cohort.set_index("patient_id")["split"]
     recipe = fit_recipe(reader1[reliable], labels, split, params, "Radiomics", run)
     if run is not None and len(icc):
-        icc.to_csv(run.tables / "radiomics_icc.csv", index=False)
+        artifacts.write_table(run, artifacts.RADIOMICS_ICC, icc)
     return RadiomicsModel(reader1=reader1, reader2=reader2, icc=icc, icc_patients=icc_ids,
                           threshold=params.radiomics.icc_threshold, finite=finite, reliable=reliable,
                           recipe=recipe, notes=notes + recipe.notes)

@@ -1,18 +1,10 @@
-"""The layout of one run folder (``runs/NAME/``) and the log of excluded or warned patients.
+"""One run folder (``runs/NAME/``): its sub-folders and the log of excluded or warned patients.
 
-Every stage writes only inside its run folder::
-
-    runs/NAME/
-      params.yaml         the validated parameters of this run
-      provenance.json     params, package versions, git commit, seeds, cohort hash, times
-      notebooks/          the executed notebooks
-      tables/             one CSV per paper table (docs/architecture.md formats)
-      figures/            PNG figures
-      cache/              per-patient intermediate results (stacks, radiomics), reused on resume
-      models/             fitted models and CNN state dicts
-      predictions/        per-slice and per-patient predictions
-      exclusions.csv      patients excluded or warned, by stage, with the reason
-      book/               the rendered report
+Every stage writes only inside its run folder; which file lies where, who writes it and who reads it is the
+registry's (``hcc_utils.artifacts``, whose docstring draws the whole tree). This class gives the sub-folders
+(``tables/``, ``figures/``, ``cache/``, ``models/``, ``predictions/``, ``notebooks/``) and keeps
+``exclusions.csv``: one row per patient excluded (left out from that stage on) or warned, with the stage, the
+file by name only, and a message naming what to do.
 """
 
 from __future__ import annotations
@@ -23,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-EXCLUSION_COLUMNS = ["patient_id", "stage", "severity", "file", "message"]
+from hcc_utils import artifacts
+
+EXCLUSION_COLUMNS = list(artifacts.EXCLUSION_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -66,11 +60,11 @@ class RunFolder:
 
     @property
     def params_file(self) -> Path:
-        return self.root / "params.yaml"
+        return self.root / artifacts.PARAMS.pattern
 
     @property
     def exclusions_file(self) -> Path:
-        return self.root / "exclusions.csv"
+        return self.root / artifacts.EXCLUSIONS.pattern
 
     def record_issue(self, patient_id: str, stage: str, severity: str, file: str | Path | None,
                      message: str) -> None:

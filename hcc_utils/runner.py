@@ -1,8 +1,9 @@
 """The runner: papermill executes the ordered notebooks into a run folder, then jupyter-book renders them.
 
 ``NOTEBOOKS`` is the one ordered list of the book; the book's table of contents is generated from it, so the two
-cannot drift. One Python process runs the notebooks in order, passing each the run's validated parameter file and
-the run folder through its ``parameters`` cell. A run folder is never overwritten: a new run gets a new folder, and
+cannot drift. After the notebooks the book has one more chapter, Methods: ``docs/method.md`` copied in as it is.
+One Python process runs the notebooks in order, passing each the run's validated parameter file and the run folder
+through its ``parameters`` cell. A run folder is never overwritten: a new run gets a new folder, and
 ``resume=True`` continues an existing one, skipping notebooks that already finished.
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from hcc_utils import artifacts
 from hcc_utils.config import Params, load_params
 from hcc_utils.provenance import write_provenance
 from hcc_utils.run_folder import RunFolder
@@ -27,6 +29,9 @@ from hcc_utils.run_folder import RunFolder
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 BOOK_TEMPLATE_DIR = PROJECT_ROOT / "book"
+METHOD_FILE = PROJECT_ROOT / "docs" / "method.md"
+#: The Methods chapter: its page in the book (``METHOD_FILE`` copied as ``<METHODS_PAGE>.md``) and its title.
+METHODS_PAGE, METHODS_TITLE = "methods", "Methods"
 
 #: The book, in run order: (notebook file stem, chapter title in the table of contents).
 NOTEBOOKS: list[tuple[str, str]] = [
@@ -90,12 +95,12 @@ def resolve_run_dir(params: Params, out: Path | None, resume: bool, runs_root: P
 
 
 def _status(run: RunFolder) -> dict:
-    path = run.root / "status.json"
+    path = artifacts.STATUS.path(run)
     return json.loads(path.read_text()) if path.exists() else {}
 
 
 def _write_status(run: RunFolder, status: dict) -> None:
-    (run.root / "status.json").write_text(json.dumps(status, indent=2))
+    artifacts.write_json(run, artifacts.STATUS, status)
 
 
 def _check_resume_params(run: RunFolder, params: Params) -> None:
@@ -211,29 +216,47 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
 
 
 def table_of_contents(notebooks: list[tuple[str, str]]) -> dict:
-    """The jupyter-book ``_toc.yml`` for the ordered notebook list."""
+    """The jupyter-book ``_toc.yml``: the intro, the ordered notebooks, then the Methods chapter."""
     return {"format": "jb-book", "root": "intro",
-            "chapters": [{"file": f"notebooks/{name}"} for name, _ in notebooks]}
+            "chapters": [{"file": f"notebooks/{name}"} for name, _ in notebooks] + [{"file": METHODS_PAGE}]}
 
 
-def build_book(run: RunFolder, notebooks: list[tuple[str, str]], params: Params) -> Path:
-    """Render the executed notebooks (never re-executed) into ``run/book/_build/html``; returns index.html."""
+def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params: Params,
+                       method_file: Path = METHOD_FILE) -> Path:
+    """The book's sources in ``run/book``: the executed notebooks, ``_config.yml``, the intro filled in for this
+    run, the Methods chapter (``method_file`` as ``methods.md``) and ``_toc.yml``. Returns the book folder.
+
+    ``method_file`` links to nothing outside itself (``tests/test_runner.py`` checks), so it reads the same in
+    the repository and in the book; its H1 is the chapter's title in the navigation.
+    """
     book = run.root / "book"
     (book / "notebooks").mkdir(parents=True, exist_ok=True)
     for name, _ in notebooks:
         shutil.copy2(run.notebooks / f"{name}.ipynb", book / "notebooks" / f"{name}.ipynb")
     shutil.copy2(BOOK_TEMPLATE_DIR / "_config.yml", book / "_config.yml")
+    if not Path(method_file).is_file():
+        raise RunError(f"{method_file} not found: the book's Methods chapter is docs/method.md of the project")
+    shutil.copy2(method_file, book / f"{METHODS_PAGE}.md")
     intro = (BOOK_TEMPLATE_DIR / "intro.md").read_text()
     chapters = "\n".join(f"{k}. {title} (`{name}`)" for k, (name, title) in enumerate(notebooks, 1))
+    chapters += f"\n{len(notebooks) + 1}. {METHODS_TITLE}: every step, the paper's values and our choices"
     intro = intro.replace("{{run_name}}", run.root.name).replace("{{protocol}}", params.protocol)
     intro = intro.replace("{{chapters}}", chapters).replace("{{params}}", params.dump_yaml())
     (book / "intro.md").write_text(intro)
     (book / "_toc.yml").write_text(yaml.safe_dump(table_of_contents(notebooks), sort_keys=False))
+    return book
+
+
+def build_book(run: RunFolder, notebooks: list[tuple[str, str]], params: Params) -> Path:
+    """Render the executed notebooks (never re-executed) and the Methods chapter into ``run/book/_build/html``;
+    returns index.html."""
+    book = write_book_sources(run, notebooks, params)
     jb = Path(sys.executable).with_name("jupyter-book")
     command = [str(jb) if jb.exists() else "jupyter-book", "build", str(book), "--builder", "html"]
     done = subprocess.run(command, capture_output=True, text=True)
-    (run.root / "book_build.log").write_text(done.stdout + done.stderr)
+    log = artifacts.BOOK_LOG.path(run)
+    log.write_text(done.stdout + done.stderr)
     index = book / "_build" / "html" / "index.html"
     if done.returncode != 0 or not index.exists():
-        raise RunError(f"jupyter-book could not render the report (see {run.root / 'book_build.log'})")
+        raise RunError(f"jupyter-book could not render the report (see {log})")
     return index

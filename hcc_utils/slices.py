@@ -1,15 +1,15 @@
-"""The 2.5D slice dataset of a cohort (docs/method.md section 2) and the ``crop`` command.
+"""The 2.5D slice dataset of a cohort (docs/method.md section 2).
 
 :func:`build_slice_dataset` streams the patients (in parallel with ``n_jobs``), makes each one's stack
-(``hcc_utils.stack``), caches it in ``run.cache/stacks/<pid>.npz`` with ``<pid>.json`` (indices, crop box,
-tumour size, warnings) so later notebooks and reruns read it instead of recomputing, records excluded or
-warned patients in the run's ``exclusions.csv`` (stage ``"slices"``), and writes the dataset notebook 03
-reads::
+(``hcc_utils.stack``), caches it in ``cache/stacks/<pid>.npz`` with ``<pid>.json`` (indices, crop box, tumour
+size, warnings) so later notebooks and reruns read it instead of recomputing, records excluded or warned patients
+in the run's ``exclusions.csv`` (stage ``"slices"``), and writes the dataset notebook 03 reads (file names:
+``hcc_utils.artifacts``)::
 
-    run.cache/slices/dataset.npz     images uint8 (n_patients, n_offsets, S, S): windowed [0, 1] x 255;
+    cache/slices/dataset.npz         images uint8 (n_patients, n_offsets, S, S): windowed [0, 1] x 255;
                                      masks uint8 (same shape, 1 = tumour); offsets int (n_offsets,)
-    run.cache/slices/patients.csv    patient_id, er, split (rows aligned with the arrays' first axis)
-    run.cache/slices/stack_info.csv  one row per patient: central index, tumour size, crop, clamping
+    cache/slices/patients.csv        patient_id, er, split (rows aligned with the arrays' first axis)
+    cache/slices/stack_info.csv      one row per patient: central index, tumour size, crop, clamping
 
 Memory stays independent of the cohort size: stacks go to disk one by one and the dataset file is written by
 streaming them into the ``.npz`` archive.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hcc_utils import artifacts
 from hcc_utils.config import Params, PreprocessConfig, SlicesConfig
 from hcc_utils.inputs_check import PatientInputError
 
@@ -53,25 +53,6 @@ class SliceDataset:
     masks: np.ndarray | None = None
 
 
-def _dataset_dir(run: RunFolder) -> Path:
-    path = run.cache / "slices"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _stacks_dir(run: RunFolder) -> Path:
-    path = run.cache / "stacks"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def stack_file_stem(patient_id: str) -> str:
-    """A file name for a patient's cached stack: the id when it is a plain name, else a hash of it."""
-    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", patient_id):
-        return patient_id
-    return "p" + hashlib.sha256(patient_id.encode()).hexdigest()[:16]
-
-
 def _file_state(path: str) -> list:
     stat = Path(path).stat() if path and Path(path).exists() else None
     return [str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
@@ -85,7 +66,7 @@ def _cache_key(image: str, mask: str, pre: PreprocessConfig, cfg: SlicesConfig) 
 
 
 def _stack_one(patient_id: str, image: str, mask: str, pre: PreprocessConfig, cfg: SlicesConfig,
-               folder: Path, threads: int | None) -> dict:
+               run: RunFolder, threads: int | None) -> dict:
     """Make (or reuse) one patient's cached stack; never raises on bad input (the result says why)."""
     import SimpleITK as sitk
 
@@ -93,9 +74,9 @@ def _stack_one(patient_id: str, image: str, mask: str, pre: PreprocessConfig, cf
 
     if threads:
         sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    stem = folder / stack_file_stem(patient_id)
+    stem = artifacts.file_stem(patient_id)
     key = _cache_key(image, mask, pre, cfg)
-    info_file, stack_file = stem.with_suffix(".json"), stem.with_suffix(".npz")
+    info_file, stack_file = artifacts.STACK_INFO.path(run, stem=stem), artifacts.STACK.path(run, stem=stem)
     if info_file.is_file() and stack_file.is_file():
         info = json.loads(info_file.read_text())
         if info.get("cache_key") == key:
@@ -113,7 +94,7 @@ def _stack_one(patient_id: str, image: str, mask: str, pre: PreprocessConfig, cf
                 "message": f"patient {patient_id}, file {Path(image).name}: unexpected {type(err).__name__} "
                            f"while making the stack ({first_line}); please report it with this message"}
     info = {"patient_id": patient_id, "cache_key": key, **stack.info}
-    tmp = stem.with_name(stem.name + ".partial.npz")
+    tmp = artifacts.partial_path(stack_file)
     np.savez_compressed(tmp, images=np.round(stack.images * 255).astype(np.uint8), masks=stack.masks)
     tmp.replace(stack_file)
     info_file.write_text(json.dumps(info, indent=1))
@@ -125,7 +106,7 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
     """Make every patient's stack (cached), record exclusions and warnings, and write the slice dataset.
 
     Args:
-        cohort: ``cohort.load_cohort(params)`` (patient_id, image, mask, er, split).
+        cohort: ``cohort.load_cohort(params, run)`` (patient_id, image, mask, er, split).
         n_jobs: processes (default ``params.slices.n_jobs``); each uses one SimpleITK thread when > 1.
 
     Returns the dataset as :func:`load_slice_dataset` reads it; ``RuntimeError`` when no patient is left.
@@ -136,9 +117,8 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
 
     pre, cfg = params.preprocess, params.slices
     n_jobs = n_jobs or cfg.n_jobs
-    folder = _stacks_dir(run)
     rows = cohort.reset_index(drop=True)
-    args = [(str(r.patient_id), str(r.image), str(r.mask), pre, cfg, folder)
+    args = [(str(r.patient_id), str(r.image), str(r.mask), pre, cfg, run)
             for r in rows.itertuples(index=False)]
     if n_jobs > 1:
         stream = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_stack_one)(*a, 1) for a in args)
@@ -167,30 +147,27 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
 
 def _write_dataset(run: RunFolder, patients: pd.DataFrame, infos: list[dict], cfg: SlicesConfig) -> None:
     """Stream the cached stacks into ``dataset.npz`` (skipped when the same stacks were written before)."""
-    out = _dataset_dir(run)
     manifest = {"offsets": cfg.offsets, "size": cfg.size, "patients": patients["patient_id"].tolist(),
                 "stacks": [i["cache_key"] for i in infos], "er": patients["er"].tolist(),
                 "split": patients["split"].tolist()}
-    manifest_file = out / "dataset.json"
-    if (out / "dataset.npz").is_file() and manifest_file.is_file() and json.loads(
-            manifest_file.read_text()) == manifest:
+    manifest_file, arrays_file = artifacts.SLICE_INDEX.path(run), artifacts.SLICE_ARRAYS.path(run)
+    if arrays_file.is_file() and manifest_file.is_file() and json.loads(manifest_file.read_text()) == manifest:
         return
-    folder = _stacks_dir(run)
     shape = (len(patients), len(cfg.offsets), cfg.size, cfg.size)
-    tmp = out / "dataset.partial.npz"
+    tmp = artifacts.partial_path(arrays_file)
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for name in ("images", "masks"):
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+            with archive.open(artifacts.ARCHIVE_MEMBER.format(name=name), "w", force_zip64=True) as member:
                 np.lib.format.write_array_header_1_0(member, {"descr": np.lib.format.dtype_to_descr(
                     np.dtype(np.uint8)), "fortran_order": False, "shape": shape})
                 for pid in patients["patient_id"]:
-                    with np.load(folder / f"{stack_file_stem(pid)}.npz") as stack:
+                    with np.load(artifacts.STACK.path(run, stem=artifacts.file_stem(pid))) as stack:
                         member.write(np.ascontiguousarray(stack[name], dtype=np.uint8).tobytes())
-        with archive.open("offsets.npy", "w") as member:
+        with archive.open(artifacts.ARCHIVE_MEMBER.format(name="offsets"), "w") as member:
             np.lib.format.write_array(member, np.asarray(cfg.offsets, dtype=np.int64))
-    tmp.replace(out / "dataset.npz")
-    patients.to_csv(out / "patients.csv", index=False)
-    stack_info_frame(infos, patients).to_csv(out / "stack_info.csv", index=False)
+    tmp.replace(arrays_file)
+    artifacts.write_table(run, artifacts.SLICE_PATIENTS, patients)
+    artifacts.write_table(run, artifacts.STACK_TABLE, stack_info_frame(infos, patients))
     manifest_file.write_text(json.dumps(manifest))
 
 
@@ -212,32 +189,21 @@ def stack_info_frame(infos: list[dict], patients: pd.DataFrame | None = None) ->
 
 def load_slice_dataset(run: RunFolder) -> SliceDataset:
     """The dataset written by :func:`build_slice_dataset` (notebook 02) for this run."""
-    import pandas as pd
-
-    folder = run.cache / "slices"
-    if not (folder / "dataset.npz").is_file():
-        raise FileNotFoundError(f"{folder / 'dataset.npz'} not found: build the slice dataset first "
-                                "(notebook 02_slices_2p5d, slices.build_slice_dataset)")
-    with np.load(folder / "dataset.npz") as data:
+    with np.load(artifacts.SLICE_ARRAYS.require(run)) as data:
         images, masks, offsets = data["images"], data["masks"], data["offsets"].tolist()
-    patients = pd.read_csv(folder / "patients.csv", dtype={"patient_id": str, "split": str})
-    return SliceDataset(images, patients, offsets, masks)
+    return SliceDataset(images, artifacts.read_slice_patients(run), offsets, masks)
 
 
 def stack_info_table(run: RunFolder) -> pd.DataFrame:
     """``stack_info.csv`` of the run: one row per included patient (see :func:`stack_info_frame`)."""
-    import pandas as pd
-
-    return pd.read_csv(run.cache / "slices" / "stack_info.csv", dtype={"patient_id": str, "split": str,
-                                                                       "clamped_offsets": str}).fillna(
-        {"clamped_offsets": ""})
+    return artifacts.read_stack_table(run)
 
 
 def load_patient_stack(run: RunFolder, patient_id: str) -> tuple[np.ndarray, np.ndarray, dict]:
     """One patient's cached stack: images uint8 (n_offsets, S, S), masks uint8, and its info dict."""
-    stem = run.cache / "stacks" / stack_file_stem(str(patient_id))
-    with np.load(stem.with_suffix(".npz")) as stack:
-        return stack["images"], stack["masks"], json.loads(stem.with_suffix(".json").read_text())
+    stem = artifacts.file_stem(str(patient_id))
+    with np.load(artifacts.STACK.require(run, stem=stem)) as stack:
+        return stack["images"], stack["masks"], artifacts.read_stack_info(run, patient_id)
 
 
 def clamped_offsets_table(run: RunFolder) -> pd.DataFrame:
@@ -248,10 +214,9 @@ def clamped_offsets_table(run: RunFolder) -> pd.DataFrame:
     """
     import pandas as pd
 
-    patients = pd.read_csv(run.cache / "slices" / "patients.csv", dtype={"patient_id": str})
     rows = []
-    for pid in patients["patient_id"]:
-        info = json.loads((run.cache / "stacks" / f"{stack_file_stem(pid)}.json").read_text())
+    for pid in artifacts.read_slice_patients(run)["patient_id"]:
+        info = artifacts.read_stack_info(run, pid)
         for offset, requested, used in zip(info["offsets"], info["requested_indices"], info["indices"],
                                            strict=True):
             if requested != used:
@@ -259,61 +224,3 @@ def clamped_offsets_table(run: RunFolder) -> pd.DataFrame:
                              "used_index": used, "n_axial_slices": info["resampled_size"][2]})
     columns = ["patient_id", "offset", "requested_index", "used_index", "n_axial_slices"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def _stage_params(params_file: Path | None) -> tuple[PreprocessConfig, SlicesConfig]:
-    """The ``preprocess`` and ``slices`` sections of a params file (a full one, or one with only these)."""
-    import yaml
-    from pydantic import ValidationError
-
-    from hcc_utils.config import ParamsError, load_params
-
-    if params_file is None:
-        return PreprocessConfig(), SlicesConfig()
-    if not Path(params_file).is_file():
-        raise ParamsError(f"{params_file}: parameter file not found")
-    try:
-        data = yaml.safe_load(Path(params_file).read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ParamsError(f"{params_file}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise ParamsError(f"{params_file}: expected a mapping of sections at the top level")
-    if "cohort" in data:
-        params = load_params(params_file)
-        return params.preprocess, params.slices
-    try:
-        return PreprocessConfig(**data.get("preprocess", {})), SlicesConfig(**data.get("slices", {}))
-    except ValidationError as err:
-        problems = "; ".join(f"'{'.'.join(map(str, e['loc']))}' = {e.get('input')!r}: {e['msg']}"
-                             for e in err.errors())
-        raise ParamsError(f"{params_file}: {problems}") from None
-
-
-def main_crop_cli(image: Path, mask: Path, out: Path, params_file: Path | None = None) -> int:
-    """``python -m hcc_utils crop``: write ``slice_<offset>.png`` (8-bit grey) per offset and ``stack.json``.
-
-    Returns 0, or 2 after a one-line error on bad input or parameters.
-    """
-    from PIL import Image
-
-    from hcc_utils.config import ParamsError
-    from hcc_utils.stack import make_stack
-
-    try:
-        pre, cfg = _stage_params(params_file)
-        stack = make_stack(image, mask, pre, cfg)
-    except (PatientInputError, ParamsError) as err:
-        print(f"error: {' '.join(str(err).split())}")
-        return 2
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    for offset, pixels in zip(cfg.offsets, stack.images, strict=True):
-        Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(out / f"slice_{offset}.png")
-    info = {**stack.info, "preprocess": pre.model_dump(mode="json"),
-            "slices": cfg.model_dump(mode="json", exclude={"n_jobs"})}
-    (out / "stack.json").write_text(json.dumps(info, indent=1))
-    print(f"wrote {len(cfg.offsets)} slices and stack.json to {out}: central slice {info['central_index']} "
-          f"of {info['resampled_size'][2]}, crop {info['crop_box_mm']['side_mm']:g} mm")
-    for warning in info["warnings"]:
-        print(f"warning: {warning}")
-    return 0

@@ -250,3 +250,55 @@ def _describe(plan: StackPlan, lesion: Lesion, image: sitk.Image, pre: Preproces
         "lesion_volumes_ml": [round(v, 3) for v in lesion.volumes_ml],
         "output_size": cfg.size, "warnings": warnings,
     }
+
+
+@dataclass
+class ResampledView:
+    """A box of ``2 * half + 1`` voxels about the tumour centre in one grid: ``values`` (z, y, x; HU, or windowed
+    [0, 1]), ``tumour`` (uint8, 1 = tumour), ``half`` (voxels each side, x y z) and ``spacing`` (mm, x y z)."""
+
+    values: np.ndarray
+    tumour: np.ndarray
+    half: np.ndarray
+    spacing: np.ndarray
+
+
+def resampling_views(image_path: Path | str, mask_path: Path | str, pre: PreprocessConfig, cfg: SlicesConfig,
+                     patient_id: str | None = None, half_width_mm: float = 60.0
+                     ) -> tuple[ResampledView, ResampledView]:
+    """One patient about the tumour centre before (original voxels, HU, nearest neighbour) and after preprocessing
+    (``pre.spacing_mm`` grid, ``pre.interpolator``, windowed to [0, 1]): what chapter 01's figure shows.
+
+    Raises:
+        PatientInputError: the image or mask cannot be used.
+    """
+    image, mask = read_image(image_path, patient_id), read_image(mask_path, patient_id, "mask")
+    lesion = find_lesion(mask, cfg, patient_id, mask_path)
+    centre = Grid.of(lesion.image).to_physical((np.asarray(lesion.image.GetSize()) - 1) / 2.0)
+
+    def view(grid: Grid, interpolator: str) -> ResampledView:
+        half = np.round(half_width_mm / np.asarray(grid.spacing)).astype(int)
+        box = grid.region(tuple(np.round(grid.to_index(centre)).astype(int) - half), tuple(2 * half + 1))
+        values = sitk.GetArrayFromImage(resample_onto(image, box, interpolator, pre.outside_value_hu))
+        tumour = sitk.GetArrayFromImage(resample_onto(lesion.image, box, "nearest", 0, sitk.sitkUInt8))
+        return ResampledView(values, tumour, half, np.asarray(grid.spacing))
+
+    before = view(axial_grid(image, None), "nearest")  # the original voxels, axes turned to LPS
+    after = view(axial_grid(image, pre.spacing_mm), pre.interpolator)
+    after.values = window(after.values, pre.window_width_hu, pre.window_level_hu)
+    return before, after
+
+
+def first_usable_views(cohort, pre: PreprocessConfig, cfg: SlicesConfig
+                       ) -> tuple[str, tuple[ResampledView, ResampledView]]:
+    """:func:`resampling_views` of the first patient of ``cohort`` whose image and mask can be used, with its id.
+
+    A patient with a broken file is passed over here (chapter 02 lists it with the reason), so one bad case never
+    stops the book.
+    """
+    for row in cohort.itertuples(index=False):
+        try:
+            return str(row.patient_id), resampling_views(row.image, row.mask, pre, cfg, str(row.patient_id))
+        except PatientInputError:
+            continue
+    raise ValueError("no patient's image and mask could be read; see chapter 02's exclusions")

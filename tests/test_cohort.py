@@ -75,3 +75,62 @@ def test_exclusion_log_is_per_stage_and_rerun_clears_it(tmp_path):
     assert run.exclusions("slices").loc[0, "file"] == "P1.nii.gz"
     run.clear_issues("slices")
     assert run.excluded_ids() == set() and list(run.exclusions()["patient_id"]) == ["P2"]
+
+
+# -- the split is decided once (notebook 01) and read back ------------------------------------------------------
+
+def _user_params(tmp_path: Path, rows: list[dict]):
+    from hcc_utils.config import params_from_dict
+
+    return params_from_dict({"name": "split_once", "cohort": {"manifest": str(manifest(tmp_path, rows))}})
+
+
+def test_the_split_is_decided_once_and_read_back(tmp_path):
+    from hcc_utils.cohort import decide_split, load_cohort
+    from hcc_utils.run_folder import RunFolder
+
+    rows = [row(f"P{i:02d}", i % 2) for i in range(20)]
+    params, run = _user_params(tmp_path, rows), RunFolder(tmp_path / "run")
+    decided = decide_split(params, run)
+    params.cohort.split_seed += 1  # a later stage never splits again, whatever the params say now
+    assert load_cohort(params, run)["split"].tolist() == decided["split"].tolist()
+    assert (run.tables / "cohort_split.csv").is_file()
+
+
+def test_a_later_stage_without_the_split_says_run_01_first(tmp_path):
+    from hcc_utils.artifacts import ArtifactMissing
+    from hcc_utils.cohort import load_cohort
+    from hcc_utils.run_folder import RunFolder
+
+    params = _user_params(tmp_path, [row(f"P{i:02d}", i % 2) for i in range(10)])
+    with pytest.raises(ArtifactMissing, match="cohort_split.csv not found: run 01_preprocessing first"):
+        load_cohort(params, RunFolder(tmp_path / "run"))
+
+
+def test_a_manifest_changed_since_the_split_is_refused(tmp_path):
+    from hcc_utils.cohort import decide_split, load_cohort
+    from hcc_utils.run_folder import RunFolder
+
+    rows = [row(f"P{i:02d}", i % 2) for i in range(10)]
+    params, run = _user_params(tmp_path, rows), RunFolder(tmp_path / "run")
+    decide_split(params, run)
+    manifest(tmp_path, rows[1:] + [row("P99", 1)])
+    with pytest.raises(CohortError, match=r"changed since notebook 01.*not in the split: \['P99'\].*\['P00'\]"):
+        load_cohort(params, run)
+    manifest(tmp_path, [rows[0] | {"er": 1}] + rows[1:])
+    with pytest.raises(CohortError, match=r"'er' changed: \['P00'\]"):
+        load_cohort(params, run)
+
+
+@pytest.mark.slow
+def test_a_later_notebook_on_a_run_folder_without_the_split_fails_with_run_01_first(tmp_path):
+    """Notebook 02 executed as the runner does, on a run folder that never ran notebook 01."""
+    from hcc_utils.run_folder import RunFolder
+    from hcc_utils.runner import NOTEBOOK_DIR, RunError, execute_notebook
+
+    params = _user_params(tmp_path, [row(f"P{i:02d}", i % 2) for i in range(10)])
+    run = RunFolder(tmp_path / "run")
+    run.root.mkdir()
+    run.params_file.write_text(params.dump_yaml())
+    with pytest.raises(RunError, match="run 01_preprocessing first"):
+        execute_notebook("02_slices_2p5d", run, NOTEBOOK_DIR, hint="")

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from hcc_utils import cohort, comparison, stats
+from hcc_utils import cohort, comparison, model_predictions, stats
+from hcc_utils.artifacts import ArtifactMissing
 from hcc_utils.config import params_from_dict
 from hcc_utils.run_folder import RunFolder
 from hcc_utils.synth.truth import GroundTruthError
@@ -36,7 +37,7 @@ def make_predictions(n: int = 70, seed: int = 0) -> dict[str, pd.DataFrame]:
 
 def write(run: RunFolder, frames: dict[str, pd.DataFrame]) -> None:
     for model, frame in frames.items():
-        frame.to_csv(comparison.predictions_file(run, model), index=False)
+        frame.to_csv(model_predictions.predictions_file(run, model), index=False)
 
 
 def make_params(**evaluation):
@@ -69,7 +70,7 @@ def test_a_missing_model_is_skipped_with_a_note(tmp_path):
 
 
 def test_no_prediction_file_at_all_says_what_to_do(tmp_path):
-    with pytest.raises(ValueError, match="notebook 05"):
+    with pytest.raises(ArtifactMissing, match="notebook 05_models"):
         comparison.load_predictions(RunFolder(tmp_path / "empty"))
 
 

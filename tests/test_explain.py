@@ -21,7 +21,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from hcc_utils import explain
+from hcc_utils import artifacts, explain
+from hcc_utils.plots import shap as shap_plots
 from hcc_utils.run_folder import RunFolder
 
 MIL_COLUMNS = ([f"PLH_{i:02d}" for i in range(11)] + ["PLH_0", "PLH_1"]
@@ -157,8 +158,8 @@ def test_patient_table_and_importance(result, fitted):
 def test_shap_plots_are_matplotlib_figures(result):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warnings leak into the report
-        figures = [explain.beeswarm_figure(result), explain.importance_figure(result),
-                   explain.waterfall_figure(result, "P004"), explain.force_figure(result, "P004")]
+        figures = [shap_plots.beeswarm_figure(result), shap_plots.importance_figure(result),
+                   shap_plots.waterfall_figure(result, "P004"), shap_plots.force_figure(result, "P004")]
     for fig in figures:
         assert isinstance(fig, plt.Figure)
         assert fig.axes
@@ -169,7 +170,7 @@ def test_shap_plots_are_matplotlib_figures(result):
 def test_load_dl_mil_reads_the_run_folder_layout(tmp_path, fitted):
     pipeline, features, predictions = fitted
     run = RunFolder(tmp_path / "run")
-    with pytest.raises(FileNotFoundError, match="run notebook 05_models first"):
+    with pytest.raises(FileNotFoundError, match="run 05_models first"):
         explain.load_dl_mil(run)
     joblib.dump(pipeline, run.models / "dl_mil.joblib")
     (run.models / "dl_mil_features.json").write_text(json.dumps(SELECTED))
@@ -181,7 +182,7 @@ def test_load_dl_mil_reads_the_run_folder_layout(tmp_path, fitted):
     loaded = explain.explain_model(model.pipeline, model.features, model.selected)
     np.testing.assert_allclose(loaded.probability, predictions["prob"], atol=1e-12)
     (run.models / "dl_mil_features.json").write_text(json.dumps({"features": SELECTED[:2]}))
-    assert explain.read_selected_features(run.models / "dl_mil_features.json") == SELECTED[:2]
+    assert artifacts.read_model_summary(run, "dl_mil")["features"] == SELECTED[:2]
 
 
 def test_saved_predictions_from_another_fit_are_flagged(result, fitted):
@@ -199,6 +200,6 @@ def test_force_plot_of_a_patient_at_the_base_value_finishes(result):
     """SHAP's force layout never returns when the total effect is 0; the figure says so instead."""
     at_base = copy.deepcopy(result)
     at_base.explanation.values = np.zeros_like(result.explanation.values)
-    fig = explain.force_figure(at_base, "P004")
+    fig = shap_plots.force_figure(at_base, "P004")
     assert "base value" in fig.axes[0].texts[0].get_text()
     plt.close("all")

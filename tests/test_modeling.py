@@ -11,7 +11,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from hcc_utils import mil, modeling  # noqa: E402
+from hcc_utils import artifacts, mil, model_registry, modeling  # noqa: E402
 from hcc_utils.config import params_from_dict  # noqa: E402
 from hcc_utils.plots import models as model_plots  # noqa: E402
 from hcc_utils.run_folder import RunFolder  # noqa: E402
@@ -106,11 +106,12 @@ def test_predictions_and_saved_model(tmp_path):
     assert not np.allclose(pred.loc[~validation, "prob"], pred.loc[~validation, "prob_oof"])
     assert (pred["er"].to_numpy() == er.loc[pred["patient_id"]].to_numpy()).all()
 
-    pipeline, selected = modeling.load_model(run, "DL-MIL")
+    pipeline = artifacts.read_pipeline(run, "dl_mil")
+    selected = artifacts.read_model_summary(run, "dl_mil")["features"]
     assert selected == result.features and selected
     shuffled = features[features.columns[::-1]].assign(extra=1.0)  # the raw table, any column order
     np.testing.assert_allclose(pipeline.predict_proba(shuffled)[:, 1], pred["prob"])
-    saved = modeling.load_patient_predictions(run, "DL-MIL")
+    saved = artifacts.read_patient_predictions(run, "dl_mil")
     pd.testing.assert_frame_equal(saved, pred, check_dtype=False)
     meta = json.loads((run.models / "dl_mil_features.json").read_text())
     assert meta["model"] == "DL-MIL" and meta["best_params"] == result.best_params
@@ -157,7 +158,7 @@ def test_default_grid_and_slugs():
     params = params_from_dict({"cohort": {"manifest": "/nowhere/cohort.csv"}})
     grid = modeling.param_grid(params.model)
     assert np.prod([len(v) for v in grid.values()]) == 32
-    assert [modeling.model_slug(n) for n in ("DL-MIL", "Radiomics", "Clinical", "My Model 2")] == [
+    assert [model_registry.slug(n) for n in ("DL-MIL", "Radiomics", "Clinical", "My Model 2")] == [
         "dl_mil", "radiomics", "clinical", "my_model_2"]
 
 

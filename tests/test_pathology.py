@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from hcc_utils import pathology
+from hcc_utils import artifacts, pathology
+from hcc_utils.cohort import decide_split
 from hcc_utils.config import params_from_dict
 from hcc_utils.plots.pathology import correlation_heatmap
 from hcc_utils.run_folder import RunFolder
@@ -172,8 +173,14 @@ def test_load_inputs_from_the_run_folder_and_manifest(tmp_path):
     run = RunFolder(tmp_path / "run")
     with pytest.raises(FileNotFoundError, match="04_mil_features"):
         pathology.load_inputs(run, params)
-    features.reset_index().to_csv(run.tables / "mil_features.csv", index=False)
+    full = features.reindex(columns=artifacts.MIL_FEATURE_COLUMNS, fill_value=0.0)
+    full.reset_index().to_csv(run.tables / "mil_features.csv", index=False)
+    with pytest.raises(FileNotFoundError, match="05_models"):
+        pathology.load_inputs(run, params)
     (run.models / "dl_mil_features.json").write_text(json.dumps(["BoW_1", "BoW_09"]))
+    with pytest.raises(FileNotFoundError, match="run 01_preprocessing first"):
+        pathology.load_inputs(run, params)
+    decide_split(params, run)
     feats, path = pathology.load_inputs(run, params)
     assert list(feats.columns) == ["BoW_1", "BoW_09"] and len(feats) == 20
     np.testing.assert_allclose(path["mvi_grade"], cohort.loc[feats.index, "mvi_grade"])

@@ -1,6 +1,7 @@
 """The runner: order, never overwriting, resuming, and naming a failing notebook and cell."""
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -9,8 +10,17 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from hcc_utils.config import ParamsError
-from hcc_utils.runner import NOTEBOOKS, NotebookFailed, RunError, run_book, table_of_contents
+from hcc_utils.config import ParamsError, load_params
+from hcc_utils.run_folder import RunFolder
+from hcc_utils.runner import (
+    METHOD_FILE,
+    NOTEBOOKS,
+    NotebookFailed,
+    RunError,
+    run_book,
+    table_of_contents,
+    write_book_sources,
+)
 
 
 def make_notebook(folder: Path, name: str, body: str) -> None:
@@ -104,9 +114,9 @@ def test_bad_params_fail_before_any_folder_is_made(project):
     assert not (project["root"] / "runs").exists()
 
 
-def test_toc_follows_the_notebook_list():
+def test_toc_follows_the_notebook_list_then_methods():
     toc = table_of_contents(NOTEBOOKS)
-    assert [c["file"] for c in toc["chapters"]] == [f"notebooks/{name}" for name, _ in NOTEBOOKS]
+    assert [c["file"] for c in toc["chapters"]] == [f"notebooks/{name}" for name, _ in NOTEBOOKS] + ["methods"]
     for name, _ in NOTEBOOKS:
         assert (Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb").is_file()
 
@@ -116,3 +126,37 @@ def test_a_cell_that_hangs_is_stopped_and_named(project):
     with pytest.raises(RunError, match="c_hangs.ipynb: a cell ran longer than 3 s"):
         run_book(project["params"], notebooks=[("c_hangs", "Hangs")], notebook_dir=project["nbs"], build=False,
                  runs_root=project["root"] / "runs", echo=lambda *_: None, cell_timeout=3)
+
+
+def test_book_sources_end_with_the_methods_chapter(project):
+    result = run(project)
+    book = write_book_sources(RunFolder(result.run_dir), project["list"], load_params(project["params"]))
+    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    assert toc["chapters"] == [{"file": "notebooks/a_first"}, {"file": "notebooks/b_second"}, {"file": "methods"}]
+    assert (book / "methods.md").read_text() == METHOD_FILE.read_text()
+    assert (book / "notebooks" / "b_second.ipynb").is_file()
+    assert "3. Methods" in (book / "intro.md").read_text()
+
+
+def test_method_chapter_reads_the_same_in_the_book():
+    """docs/method.md is copied into the book alone: a title for the navigation, the numbered sections the
+    docstrings cite, and no link that only resolves inside the repository or needs heading anchors."""
+    text = METHOD_FILE.read_text()
+    assert re.match(r"# \S", text), "the first line must be the H1 the book shows in its navigation"
+    sections = re.findall(r"^## (\d+)\. ", text, flags=re.MULTILINE)
+    assert sections[:7] == [str(k) for k in range(1, 8)], sections
+    links = re.findall(r"\]\(([^)]*)\)", text)
+    relative = [link for link in links if not link.startswith(("http://", "https://"))]
+    assert not relative, (f"links to files or anchors break in the book (it has no heading anchors): {relative}; "
+                          "name the file or section in the text instead")
+    assert "{doc}" not in text and "{ref}" not in text
+
+
+@pytest.mark.slow
+def test_rendered_book_has_the_methods_page_in_its_navigation(project):
+    result = run_book(project["params"], notebooks=project["list"], notebook_dir=project["nbs"],
+                      runs_root=project["root"] / "runs", echo=lambda *_: None)
+    methods = result.html_index.parent / "methods.html"
+    assert methods.is_file()
+    assert "Deviations from the paper" in methods.read_text()
+    assert re.search(r'href="methods.html">\s*Methods\s*<', (result.html_index.parent / "intro.html").read_text())

@@ -25,7 +25,7 @@ from hcc_utils import slices
 from hcc_utils.config import PreprocessConfig, SlicesConfig
 from hcc_utils.preprocess import axial_grid, resample, window
 from hcc_utils.run_folder import RunFolder
-from hcc_utils.stack import find_lesion, plan_stack, stack_from_images
+from hcc_utils.stack import find_lesion, first_usable_views, plan_stack, resampling_views, stack_from_images
 
 OFFSETS = [-9, -7, -4, -2, -1, 0, 1, 2, 4, 7, 9]
 
@@ -229,10 +229,18 @@ def test_load_without_a_dataset_says_what_to_run(tmp_path):
         slices.load_slice_dataset(RunFolder(tmp_path))
 
 
+def crop_cli(image, mask, out, params) -> int:
+    """``python -m hcc_utils crop`` as a user calls it."""
+    from hcc_utils.__main__ import main
+
+    return main(["crop", "--image", str(image), "--mask", str(mask), "--out", str(out)]
+                + (["--params", str(params)] if params else []))
+
+
 def test_crop_cli_writes_pngs_and_stack_json(tmp_path, capsys):
     image, mask = patient_files(tmp_path, "P00")
     out = tmp_path / "out"
-    assert slices.main_crop_cli(image, mask, out, None) == 0
+    assert crop_cli(image, mask, out, None) == 0
     names = sorted(p.name for p in out.glob("slice_*.png"))
     assert names == sorted(f"slice_{o}.png" for o in OFFSETS)
     png = Image.open(out / "slice_0.png")
@@ -247,7 +255,7 @@ def test_crop_cli_reads_stage_sections_of_a_params_file(tmp_path):
     image, mask = patient_files(tmp_path, "P00")
     params = tmp_path / "p.yaml"
     params.write_text("slices:\n  offsets: [-2, 0, 2]\n  size: 32\npreprocess:\n  interpolator: linear\n")
-    assert slices.main_crop_cli(image, mask, tmp_path / "out", params) == 0
+    assert crop_cli(image, mask, tmp_path / "out", params) == 0
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["slice_-2.png", "slice_0.png",
                                                                         "slice_2.png"]
     assert json.loads((tmp_path / "out" / "stack.json").read_text())["preprocess"]["interpolator"] == "linear"
@@ -257,10 +265,10 @@ def test_crop_cli_bad_params_and_bad_input_print_one_line(tmp_path, capsys):
     image, mask = patient_files(tmp_path, "P00")
     params = tmp_path / "p.yaml"
     params.write_text("slices:\n  offsets: [-2, 2]\n")
-    assert slices.main_crop_cli(image, mask, tmp_path / "out", params) == 2
-    assert slices.main_crop_cli(image, tmp_path / "nope.nii.gz", tmp_path / "out", None) == 2
+    assert crop_cli(image, mask, tmp_path / "out", params) == 2
+    assert crop_cli(image, tmp_path / "nope.nii.gz", tmp_path / "out", None) == 2
     empty = write(blobs(sitk.ReadImage(str(image)), [], []), tmp_path / "empty.nii.gz")
-    assert slices.main_crop_cli(image, empty, tmp_path / "out", None) == 2
+    assert crop_cli(image, empty, tmp_path / "out", None) == 2
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
     assert "offsets must contain 0" in lines[0]
@@ -300,13 +308,15 @@ def test_figures_of_notebooks_01_and_02(tmp_path):
     cohort = _cohort(tmp_path)
     run = RunFolder(tmp_path / "run")
     data = slices.build_slice_dataset(cohort, small_params(), run, progress=False)
-    fig = figures.resampling_figure(cohort.loc[0, "image"], cohort.loc[0, "mask"], patient_id="P00",
-                                    half_width_mm=15)
+    views = resampling_views(cohort.loc[0, "image"], cohort.loc[0, "mask"], PreprocessConfig(),
+                                   SlicesConfig(), "P00", half_width_mm=15)
+    fig = figures.resampling_figure(views, PreprocessConfig(), "P00")
     assert len(fig.axes) == 8  # 4 views + their colour bars
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert [t.split(":")[0] for t in titles] == ["before", "before", "after", "after"]
     montage = figures.stack_montage(data, ["P02", "P00"])
     assert len(montage.axes) == 2 * 11 and montage.axes[0].get_ylabel() == "P02"
-    assert len(figures.stack_montage(run, n=2).axes) == 2 * 11  # from the per-patient cache
+    assert len(figures.stack_montage(slices.load_slice_dataset(run), n=2).axes) == 2 * 11
+    assert first_usable_views(cohort, PreprocessConfig(), SlicesConfig())[0] == "P00"
     sizes = figures.tumour_size_figure(slices.stack_info_table(run))
     assert "(mm)" in sizes.axes[1].get_xlabel()

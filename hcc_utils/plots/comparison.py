@@ -9,8 +9,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 
-MODEL_COLOURS = {"DL-MIL": "#c0392b", "Radiomics": "#2471a3", "Clinical": "#229954",
-                 "Treat all": "#7f8c8d", "Treat none": "#17202a"}
+from hcc_utils import model_registry
+
 SET_TITLES = {"train": "Training set", "validation": "Validation set"}
 
 
@@ -40,7 +40,7 @@ def roc_curves(roc_table: pd.DataFrame, table4: pd.DataFrame, train_label: str |
         for model, curve in roc_table[roc_table["dataset"] == dataset].groupby("model", sort=False):
             row = table4[(table4["dataset"] == dataset) & (table4["model"] == model)].iloc[0]
             label = f"{model}: AUC {row['auc']:.3f} ({row['auc_low']:.3f}–{row['auc_high']:.3f})"
-            ax.step(curve["fpr"], curve["tpr"], where="post", color=MODEL_COLOURS.get(model), lw=1.8,
+            ax.step(curve["fpr"], curve["tpr"], where="post", color=model_registry.colour(model), lw=1.8,
                     label=label)
         ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
         ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", xlabel="1 − specificity (fraction)",
@@ -65,7 +65,7 @@ def decision_curves(dca_table: pd.DataFrame, train_label: str | None = None):
         for model in [*models, "Treat all", "Treat none"]:
             curve = part[part["model"] == model]
             style = {"ls": ":", "lw": 1.2} if model.startswith("Treat") else {"lw": 1.8}
-            ax.plot(curve["threshold"], curve["net_benefit"], color=MODEL_COLOURS.get(model), label=model,
+            ax.plot(curve["threshold"], curve["net_benefit"], color=model_registry.colour(model), label=model,
                     **style)
         ax.set(xlim=(0, 1), ylim=(-0.1 * max(top, 0.05), 1.1 * max(top, 0.05)),
                xlabel="Threshold probability (fraction)", title=_set_title(dataset, letter, train_label))
@@ -90,7 +90,7 @@ def calibration_curves(curve_table: pd.DataFrame, summary: pd.DataFrame, train_l
             row = summary[(summary["dataset"] == dataset) & (summary["model"] == model)].iloc[0]
             slope = "n/a" if pd.isna(row["slope"]) else f"{row['slope']:.2f}"
             ax.plot(curve["mean_predicted"], curve["observed_fraction"], marker="o", ms=4, lw=1.5,
-                    color=MODEL_COLOURS.get(model), label=f"{model}: Brier {row['brier']:.3f}, slope {slope}")
+                    color=model_registry.colour(model), label=f"{model}: Brier {row['brier']:.3f}, slope {slope}")
         ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8, label="Perfect calibration")
         ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", xlabel="Mean predicted probability",
                title=_set_title(dataset, "", train_label))

@@ -47,3 +47,11 @@ def correlation_heatmap(corr: PathologyCorrelation, title: str = "MIL features v
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def reference_heatmap(reference: PathologyCorrelation | None) -> plt.Figure | None:
+    """:func:`correlation_heatmap` of the synthetic cohort's latent biology (``pathology.reference_correlation``),
+    or None for a cohort without ground truth."""
+    if reference is None:
+        return None
+    return correlation_heatmap(reference, "Latent biology vs pathology (synthetic ground truth)")

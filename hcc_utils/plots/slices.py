@@ -1,4 +1,5 @@
-"""Figures of the preprocessing and 2.5D chapters (notebooks 01 and 02, docs/method.md sections 1-2).
+"""Figures of the preprocessing and 2.5D chapters (notebooks 01 and 02, docs/method.md sections 1-2), drawn from
+arrays (the reading and resampling is ``hcc_utils.stack``'s and ``hcc_utils.slices``').
 
 - :func:`resampling_figure`: one patient before (original voxels, HU) and after resampling and windowing.
 - :func:`stack_montage`: the 11 slices of a few patients' stacks with the tumour contour.
@@ -7,7 +8,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
@@ -16,57 +16,34 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-    from hcc_utils.config import PreprocessConfig, SlicesConfig
-    from hcc_utils.run_folder import RunFolder
+    from hcc_utils.config import PreprocessConfig
     from hcc_utils.slices import SliceDataset
+    from hcc_utils.stack import ResampledView
 
 DISPLAY_HU = (-200.0, 300.0)  # display range of the unwindowed panels
 
 
-def resampling_figure(image_path: Path | str, mask_path: Path | str, pre: PreprocessConfig | None = None,
-                      slices_cfg: SlicesConfig | None = None, patient_id: str | None = None,
-                      half_width_mm: float = 60.0):
+def resampling_figure(views: tuple[ResampledView, ResampledView], pre: PreprocessConfig,
+                      patient_id: str | None = None):
     """Axial and coronal views through the tumour before (original grid, HU) and after (1 mm, windowed).
 
-    Shows the ``2 * half_width_mm`` box around the tumour's centre, in millimetres, so the blocky original
-    slices (e.g. 5 mm) and the resampled 1 mm grid are drawn at their true size; the red line is the tumour
-    contour.
+    ``views`` is ``stack.resampling_views(...)`` (or ``stack.first_usable_views``): the box around the tumour's
+    centre, drawn in millimetres so the blocky original slices (e.g. 5 mm) and the resampled 1 mm grid show at
+    their true size; the red line is the tumour contour.
     """
-    import SimpleITK as sitk
-
-    from hcc_utils.config import PreprocessConfig, SlicesConfig
-    from hcc_utils.io import read_image
-    from hcc_utils.preprocess import Grid, axial_grid, resample_onto, window
-    from hcc_utils.stack import find_lesion
-
-    pre, slices_cfg = pre or PreprocessConfig(), slices_cfg or SlicesConfig()
-    image, mask = read_image(image_path, patient_id), read_image(mask_path, patient_id, "mask")
-    lesion = find_lesion(mask, slices_cfg, patient_id, mask_path)
-    centre = Grid.of(lesion.image).to_physical((np.asarray(lesion.image.GetSize()) - 1) / 2.0)
-
-    def view(grid: Grid, interpolator: str):
-        """The box around the tumour centre in ``grid``: values, tumour mask, centre index (x, y, z)."""
-        half = np.round(half_width_mm / np.asarray(grid.spacing)).astype(int)
-        box = grid.region(tuple(np.round(grid.to_index(centre)).astype(int) - half), tuple(2 * half + 1))
-        values = sitk.GetArrayFromImage(resample_onto(image, box, interpolator, pre.outside_value_hu))
-        tumour = sitk.GetArrayFromImage(resample_onto(lesion.image, box, "nearest", 0, sitk.sitkUInt8))
-        return values, tumour, half, np.asarray(grid.spacing)
-
-    before = view(axial_grid(image, None), "nearest")  # the original voxels, axes turned to LPS
-    after = view(axial_grid(image, pre.spacing_mm), pre.interpolator)
-    after = (window(after[0], pre.window_width_hu, pre.window_level_hu), *after[1:])
     fig, axes = plt.subplots(2, 2, figsize=(9, 8.4))
-    for row, (values, tumour, h, spacing), value_range, label, name in (
-            (0, before, DISPLAY_HU, "HU", "before"), (1, after, (0, 1), "windowed [0, 1]", "after")):
+    for row, view, value_range, label, name in ((0, views[0], DISPLAY_HU, "HU", "before"),
+                                                (1, views[1], (0, 1), "windowed [0, 1]", "after")):
+        h, spacing = view.half, view.spacing
         axial_extent = [(-h[0] - 0.5) * spacing[0], (h[0] + 0.5) * spacing[0],
                         (h[1] + 0.5) * spacing[1], (-h[1] - 0.5) * spacing[1]]
         coronal_extent = axial_extent[:2] + [(-h[2] - 0.5) * spacing[2], (h[2] + 0.5) * spacing[2]]
         what = (f"window {pre.window_width_hu:g}/{pre.window_level_hu:g} HU (W/L)" if row else
                 f"display {DISPLAY_HU[0]:g}..{DISPLAY_HU[1]:g} HU")
-        _panel(axes[row, 0], values[h[2]], tumour[h[2]], axial_extent, "upper", value_range, label,
+        _panel(axes[row, 0], view.values[h[2]], view.tumour[h[2]], axial_extent, "upper", value_range, label,
                f"{name}: axial, {spacing[0]:.2f} x {spacing[1]:.2f} mm pixels, {what}")
-        _panel(axes[row, 1], values[:, h[1], :], tumour[:, h[1], :], coronal_extent, "lower", value_range,
-               label, f"{name}: coronal, {spacing[2]:.2g} mm slices")
+        _panel(axes[row, 1], view.values[:, h[1], :], view.tumour[:, h[1], :], coronal_extent, "lower",
+               value_range, label, f"{name}: coronal, {spacing[2]:.2g} mm slices")
     title = f"patient {patient_id}: " if patient_id else ""
     fig.suptitle(f"{title}resampling ({pre.interpolator}) and windowing, around the tumour centre; "
                  "red: tumour", fontsize=10)
@@ -87,40 +64,20 @@ def _panel(ax, pixels, contour, extent, origin, value_range, label, title) -> No
     plt.colorbar(shown, ax=ax, fraction=0.046, pad=0.02, label=label)
 
 
-def _stacks(source: SliceDataset | RunFolder, patient_ids: list[str]):
-    """(pid, images uint8, masks uint8, offsets) per requested patient, from a dataset or the run's cache."""
-    from hcc_utils.run_folder import RunFolder
-    from hcc_utils.slices import load_patient_stack
-
-    if isinstance(source, RunFolder):
-        for pid in patient_ids:
-            images, masks, info = load_patient_stack(source, pid)
-            yield pid, images, masks, info["offsets"]
-        return
-    position = {p: i for i, p in enumerate(source.patients["patient_id"].astype(str))}
-    for pid in patient_ids:
-        i = position[str(pid)]
-        masks = source.masks[i] if source.masks is not None else np.zeros_like(source.images[i])
-        yield pid, source.images[i], masks, source.offsets
-
-
-def stack_montage(source: SliceDataset | RunFolder, patient_ids: list[str] | None = None, n: int = 3):
-    """The 2.5D stacks of ``patient_ids`` (default: the first ``n`` patients), one row per patient, one column
-    per offset (slices from the central one, 1 mm apart), with the tumour contour in red."""
-    if patient_ids is None:
-        if hasattr(source, "patients"):
-            patient_ids = source.patients["patient_id"].astype(str).tolist()[:n]
-        else:
-            import pandas as pd
-
-            patient_ids = pd.read_csv(source.cache / "slices" / "patients.csv", dtype={"patient_id": str})[
-                "patient_id"].tolist()[:n]
-    stacks = list(_stacks(source, list(patient_ids)))
-    n_offsets = len(stacks[0][3])
-    fig, axes = plt.subplots(len(stacks), n_offsets, figsize=(1.25 * n_offsets, 1.45 * len(stacks)),
+def stack_montage(dataset: SliceDataset, patient_ids: list[str] | None = None, n: int = 3):
+    """The 2.5D stacks of ``patient_ids`` (default: the first ``n`` patients of ``dataset``, a
+    ``slices.SliceDataset``), one row per patient, one column per offset (slices from the central one, 1 mm
+    apart), with the tumour contour in red."""
+    ids = dataset.patients["patient_id"].astype(str).tolist()
+    patient_ids = [str(p) for p in patient_ids] if patient_ids is not None else ids[:n]
+    position = {p: i for i, p in enumerate(ids)}
+    n_offsets = len(dataset.offsets)
+    fig, axes = plt.subplots(len(patient_ids), n_offsets, figsize=(1.25 * n_offsets, 1.45 * len(patient_ids)),
                              squeeze=False)
-    for r, (row, (pid, images, masks, offsets)) in enumerate(zip(axes, stacks, strict=True)):
-        for ax, image, mask, offset in zip(row, images, masks, offsets, strict=True):
+    for r, (row, pid) in enumerate(zip(axes, patient_ids, strict=True)):
+        images = dataset.images[position[pid]]
+        masks = dataset.masks[position[pid]] if dataset.masks is not None else np.zeros_like(images)
+        for ax, image, mask, offset in zip(row, images, masks, dataset.offsets, strict=True):
             ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="bilinear")
             if mask.any():
                 ax.contour(mask, levels=[0.5], colors="red", linewidths=0.6)
@@ -153,20 +110,3 @@ def tumour_size_figure(info: pd.DataFrame, hue: str | None = "split"):
     fig.suptitle(f"Tumour size at the central slice (n = {len(table)})", fontsize=10)
     fig.tight_layout()
     return fig
-
-
-def first_usable_resampling_figure(cohort: pd.DataFrame, pre: PreprocessConfig | None = None,
-                                   slices_cfg: SlicesConfig | None = None):
-    """:func:`resampling_figure` for the first patient of ``cohort`` whose image and mask can be used.
-
-    A patient with a broken file is skipped here (chapter 02 lists it with the reason), so one bad case never
-    stops the book.
-    """
-    from hcc_utils.inputs_check import PatientInputError
-
-    for row in cohort.itertuples(index=False):
-        try:
-            return resampling_figure(row.image, row.mask, pre, slices_cfg, str(row.patient_id))
-        except PatientInputError:
-            continue
-    raise ValueError("no patient's image and mask could be read; see chapter 02's exclusions")

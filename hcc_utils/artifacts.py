@@ -1,0 +1,309 @@
+"""The registry of run-folder files: every file a stage writes and a later stage reads, named here and only here.
+
+Each file is an :class:`Artifact`: where it lies in the run folder (a pattern relative to ``runs/NAME/``, with
+``{placeholders}`` such as ``{slug}``), the notebook that writes it, what it holds and, for tables, the columns a
+reader needs. Stages read and write through the typed functions below (``read_split``, ``write_split``, ...), so
+a missing file says which notebook makes it and a file without a needed column says which columns, in which file,
+from which notebook::
+
+    >>> write_split(run, patients)                  # notebook 01
+    >>> read_split(run)                             # any later stage
+    ArtifactMissing: runs/x/tables/cohort_split.csv not found: run 01_preprocessing first ...
+
+The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)::
+
+    params.yaml  provenance.json  status.json  exclusions.csv  book_build.log   (the runner, every stage)
+    tables/      cohort_split.csv (01), cnn_history.csv, table3_slice_cnn.csv (03), mil_features.csv (04),
+                 <slug>_selection.csv, <slug>_grid.csv, radiomics_icc.csv, table2_baseline.csv (05),
+                 table4_models.csv, delong.csv (06), table5_pathology.csv (08), and NAME.csv a notebook shows
+    figures/     NAME.png
+    models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv (03),
+                 <slug>.joblib, <slug>_features.json (05)
+    predictions/ slice_predictions.csv (03), <slug>_patients.csv (05)
+    cache/       stacks/<patient>.npz, .json and slices/dataset.npz, dataset.json, patients.csv, stack_info.csv (02);
+                 cnn/<architecture>_slices.csv, _history.csv (03); radiomics/<patient>_<reader>.json (05)
+    notebooks/   the executed notebooks;  book/  the rendered report
+
+Model slugs come from :mod:`hcc_utils.model_registry`. This module imports no other module of the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+
+class ArtifactMissing(FileNotFoundError):
+    """A run-folder file that is not there yet; the message names it and the notebook that writes it."""
+
+
+class ArtifactSchemaError(ValueError):
+    """A run-folder file without a column its readers need; the message names the file, columns and writer."""
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One kind of run-folder file.
+
+    Attributes:
+        pattern: path relative to the run folder; ``{name}`` placeholders are filled by ``path(run, **names)``.
+        writer: the notebook (or ``runner``) that writes it: what a reader is told to run when it is missing.
+        what: one line on what it holds.
+        columns: for tables, the columns every reader needs (checked by ``read_table``).
+    """
+
+    pattern: str
+    writer: str
+    what: str
+    columns: tuple[str, ...] = ()
+
+    def path(self, run, **names: str) -> Path:
+        """The file's path in ``run`` (a ``RunFolder``); its folder is created."""
+        path = Path(run.root) / self.pattern.format(**names)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def existing(self, run) -> list[Path]:
+        """Every file of this kind in ``run`` (placeholders match anything), sorted."""
+        return sorted(Path(run.root).glob(re.sub(r"\{[^}]*\}", "*", self.pattern)))
+
+    def require(self, run, **names: str) -> Path:
+        """The path, or ``ArtifactMissing`` naming the file and the notebook to run first."""
+        path = self.path(run, **names)
+        if not path.is_file():
+            raise ArtifactMissing(f"{path} not found: run {self.writer} first ({self.what}; "
+                                  "python -m hcc_utils run --params ... runs every notebook in order)")
+        return path
+
+
+# -- the registry -------------------------------------------------------------------------------------------------
+
+EXCLUSION_COLUMNS = ("patient_id", "stage", "severity", "file", "message")
+PATIENT_PREDICTION_COLUMNS = ("patient_id", "split", "er", "prob", "prob_oof")
+SLICE_PREDICTION_COLUMNS = ("patient_id", "offset", "split", "architecture", "prob", "er", "train_pass_prob")
+_MIL_BINS = tuple(f"{i:02d}" for i in range(11)) + ("0", "1")
+MIL_FEATURE_COLUMNS = tuple(f"{family}_{b}" for family in ("PLH", "BoW") for b in _MIL_BINS)
+"""PLH_00..PLH_10, PLH_0, PLH_1, BoW_00..BoW_10, BoW_0, BoW_1 (docs/method.md section 4)"""
+
+PARAMS = Artifact("params.yaml", "runner", "the validated parameters of this run")
+PROVENANCE = Artifact("provenance.json", "runner", "params, package versions, git commit, seeds, cohort hash")
+STATUS = Artifact("status.json", "runner", "each notebook's state and wall time (for --resume)")
+BOOK_LOG = Artifact("book_build.log", "runner", "jupyter-book's output")
+EXCLUSIONS = Artifact("exclusions.csv", "every stage", "patients excluded or warned, by stage, with the reason",
+                      EXCLUSION_COLUMNS)
+
+SPLIT = Artifact("tables/cohort_split.csv", "01_preprocessing", "the patient-level split, decided once",
+                 ("patient_id", "er", "split"))
+
+STACK = Artifact("cache/stacks/{stem}.npz", "02_slices_2p5d", "one patient's 2.5D stack (uint8 images, masks)")
+STACK_INFO = Artifact("cache/stacks/{stem}.json", "02_slices_2p5d", "one stack's indices, crop box, warnings")
+SLICE_ARRAYS = Artifact("cache/slices/dataset.npz", "02_slices_2p5d", "the slice dataset's arrays")
+SLICE_INDEX = Artifact("cache/slices/dataset.json", "02_slices_2p5d", "which stacks the slice dataset holds")
+SLICE_PATIENTS = Artifact("cache/slices/patients.csv", "02_slices_2p5d", "the slice dataset's patients",
+                          ("patient_id", "er", "split"))
+STACK_TABLE = Artifact("cache/slices/stack_info.csv", "02_slices_2p5d", "one row per stack: centre, size, crop",
+                       ("patient_id", "central_index", "tumour_area_mm2", "max_diameter_mm", "clamped_offsets"))
+
+CNN_STATE = Artifact("models/{architecture}.pt", "03_cnn_training", "a chosen CNN checkpoint (state dict)")
+CNN_META = Artifact("models/{architecture}.json", "03_cnn_training", "a checkpoint's cache key and best epoch")
+CNN_ROLES = Artifact("models/cnn_inner_split.csv", "03_cnn_training", "each patient's role in CNN training",
+                     ("patient_id", "role"))
+CNN_CHOICE = Artifact("models/cnn_choice.json", "03_cnn_training", "the architecture used downstream")
+CNN_CACHED_SLICES = Artifact("cache/cnn/{architecture}_slices.csv", "03_cnn_training",
+                             "one architecture's slice predictions", SLICE_PREDICTION_COLUMNS)
+CNN_CACHED_HISTORY = Artifact("cache/cnn/{architecture}_history.csv", "03_cnn_training",
+                              "one architecture's training history")
+SLICE_PREDICTIONS = Artifact("predictions/slice_predictions.csv", "03_cnn_training",
+                             "every slice's ER probability per architecture", SLICE_PREDICTION_COLUMNS)
+CNN_HISTORY = Artifact("tables/cnn_history.csv", "03_cnn_training", "loss and AUC per epoch and architecture")
+TABLE3 = Artifact("tables/table3_slice_cnn.csv", "03_cnn_training", "Table 3: slice-level performance",
+                  ("dataset", "architecture", "accuracy", "auc", "auc_low", "auc_high", "sensitivity",
+                   "specificity"))
+
+MIL_FEATURES = Artifact("tables/mil_features.csv", "04_mil_features", "the 26 PLH and BoW features per patient",
+                        ("patient_id", *MIL_FEATURE_COLUMNS))
+
+RADIOMICS_CACHE = Artifact("cache/radiomics/{stem}_{reader}.json", "05_models",
+                           "one patient's PyRadiomics features for one reader")
+RADIOMICS_ICC = Artifact("tables/radiomics_icc.csv", "05_models", "ICC(3,1) per radiomics feature")
+PIPELINE = Artifact("models/{slug}.joblib", "05_models", "a fitted model pipeline")
+MODEL_SUMMARY = Artifact("models/{slug}_features.json", "05_models",
+                         "a model's selected features, best parameters and notes")
+PATIENT_PREDICTIONS = Artifact("predictions/{slug}_patients.csv", "05_models",
+                               "a model's ER probability per patient", PATIENT_PREDICTION_COLUMNS)
+SELECTION = Artifact("tables/{slug}_selection.csv", "05_models", "where each feature left the selection")
+GRID = Artifact("tables/{slug}_grid.csv", "05_models", "the grid search's candidates")
+
+TABLE4 = Artifact("tables/table4_models.csv", "06_comparison", "Table 4: the models on train and validation",
+                  ("dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"))
+DELONG = Artifact("tables/delong.csv", "06_comparison", "DeLong's test for each pair of models",
+                  ("dataset", "model_a", "model_b", "auc_a", "auc_b", "z", "p"))
+TABLE5 = Artifact("tables/table5_pathology.csv", "08_pathology", "Table 5: MIL features vs pathology",
+                  ("feature", "indicator", "r", "r_low", "r_high", "p"))
+
+ARCHIVE_MEMBER = "{name}.npy"
+"""An array inside a ``.npz`` archive (SLICE_ARRAYS, STACK): images, masks, offsets."""
+
+TABLE = Artifact("tables/{name}.csv", "the notebook that shows it", "a table a notebook shows")
+FIGURE = Artifact("figures/{name}.png", "the notebook that draws it", "a figure")
+
+
+# -- generic reading and writing ----------------------------------------------------------------------------------
+
+def read_table(run, artifact: Artifact, dtype: dict | None = None, **names: str) -> pd.DataFrame:
+    """A CSV artifact, checked for ``artifact.columns``; ``patient_id`` is always read as text."""
+    path = artifact.require(run, **names)
+    table = pd.read_csv(path, dtype={"patient_id": str, **(dtype or {})})
+    missing = [c for c in artifact.columns if c not in table.columns]
+    if missing:
+        raise ArtifactSchemaError(f"{path}: missing column(s) {missing} (it needs {list(artifact.columns)}); "
+                                  f"it was written by another version or by hand: rerun {artifact.writer}")
+    return table
+
+
+def write_table(run, artifact: Artifact, table: pd.DataFrame, index: bool = False, **names: str) -> Path:
+    """Write a CSV artifact, refusing a table without the artifact's columns (a bug, not a user error)."""
+    columns = list(table.columns) + ([table.index.name] if index and table.index.name else [])
+    missing = [c for c in artifact.columns if c not in columns]
+    if missing:
+        raise ArtifactSchemaError(f"{artifact.pattern}: the table to write lacks column(s) {missing}")
+    path = artifact.path(run, **names)
+    table.to_csv(path, index=index)
+    return path
+
+
+def read_json(run, artifact: Artifact, **names: str) -> Any:
+    """A JSON artifact's content."""
+    return json.loads(artifact.require(run, **names).read_text())
+
+
+def write_json(run, artifact: Artifact, content: Any, **names: str) -> Path:
+    """Write a JSON artifact (indented; numpy scalars and paths as text)."""
+    path = artifact.path(run, **names)
+    path.write_text(json.dumps(content, indent=2, default=str))
+    return path
+
+
+def partial_path(path: Path) -> Path:
+    """Where a large file is written before it is renamed into place (``x.npz`` -> ``x.partial.npz``)."""
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
+def file_stem(patient_id: str) -> str:
+    """A patient's file-name stem in the caches: the id when it is a plain name, else a hash of it."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", patient_id):
+        return patient_id
+    return "p" + hashlib.sha256(patient_id.encode()).hexdigest()[:16]
+
+
+def table_path(run, name: str) -> Path:
+    """``tables/NAME.csv``: a table a notebook shows and keeps."""
+    return TABLE.path(run, name=name)
+
+
+def figure_path(run, name: str) -> Path:
+    """``figures/NAME.png``."""
+    return FIGURE.path(run, name=name)
+
+
+# -- typed functions for what crosses stages ------------------------------------------------------------------------
+
+def read_split(run) -> pd.DataFrame:
+    """The split notebook 01 decided: ``patient_id, er, split`` (``ArtifactMissing``: run 01_preprocessing)."""
+    return read_table(run, SPLIT, dtype={"split": str})[list(SPLIT.columns)]
+
+
+def write_split(run, table: pd.DataFrame) -> Path:
+    """``tables/cohort_split.csv`` from the cohort table (``patient_id, er, split``)."""
+    return write_table(run, SPLIT, table[list(SPLIT.columns)])
+
+
+def read_slice_patients(run) -> pd.DataFrame:
+    """The slice dataset's patients in array order: ``patient_id, er, split``."""
+    return read_table(run, SLICE_PATIENTS, dtype={"split": str})
+
+
+def read_stack_table(run) -> pd.DataFrame:
+    """One row per stacked patient (``slices.stack_info_frame``'s columns)."""
+    table = read_table(run, STACK_TABLE, dtype={"split": str, "clamped_offsets": str})
+    return table.fillna({"clamped_offsets": ""})
+
+
+def read_stack_info(run, patient_id: str) -> dict:
+    """One patient's stack info (indices, crop box, warnings)."""
+    return read_json(run, STACK_INFO, stem=file_stem(str(patient_id)))
+
+
+def read_slice_predictions(run) -> pd.DataFrame:
+    """``predictions/slice_predictions.csv``: one row per slice and architecture."""
+    return read_table(run, SLICE_PREDICTIONS, dtype={"split": str})
+
+
+def write_slice_predictions(run, table: pd.DataFrame) -> Path:
+    return write_table(run, SLICE_PREDICTIONS, table)
+
+
+def read_cnn_choice(run) -> dict:
+    """``models/cnn_choice.json``: the downstream architecture and what it was chosen on."""
+    return read_json(run, CNN_CHOICE)
+
+
+def write_cnn_choice(run, choice: dict) -> Path:
+    return write_json(run, CNN_CHOICE, choice)
+
+
+def read_mil_features(run) -> pd.DataFrame:
+    """The 26 MIL features indexed by ``patient_id`` (notebook 04)."""
+    table = read_table(run, MIL_FEATURES)
+    return table.set_index("patient_id")[list(MIL_FEATURE_COLUMNS)]
+
+
+def write_mil_features(run, features: pd.DataFrame) -> Path:
+    """Write the MIL features (indexed by ``patient_id``)."""
+    return write_table(run, MIL_FEATURES, features.rename_axis("patient_id"), index=True)
+
+
+def read_pipeline(run, slug: str):
+    """A fitted model pipeline (``models/<slug>.joblib``; a pickle: open only run folders you made)."""
+    import joblib
+
+    return joblib.load(PIPELINE.require(run, slug=slug))
+
+
+def write_pipeline(run, slug: str, pipeline) -> Path:
+    import joblib
+
+    path = PIPELINE.path(run, slug=slug)
+    joblib.dump(pipeline, path)
+    return path
+
+
+def read_model_summary(run, slug: str) -> dict:
+    """``models/<slug>_features.json``: ``model, features`` (selected, in model order), best_params, notes."""
+    content = read_json(run, MODEL_SUMMARY, slug=slug)
+    if isinstance(content, list):  # the first format: the feature list alone
+        content = {"features": content}
+    features = content.get("features") if isinstance(content, dict) else None
+    if not isinstance(features, list) or not all(isinstance(f, str) for f in features):
+        raise ArtifactSchemaError(f"{MODEL_SUMMARY.path(run, slug=slug)}: expected a 'features' list of names; "
+                                  f"rerun {MODEL_SUMMARY.writer}")
+    return content
+
+
+def write_model_summary(run, slug: str, summary: dict) -> Path:
+    return write_json(run, MODEL_SUMMARY, summary, slug=slug)
+
+
+def read_patient_predictions(run, slug: str) -> pd.DataFrame:
+    """``predictions/<slug>_patients.csv``: ``patient_id, split, er, prob, prob_oof``."""
+    return read_table(run, PATIENT_PREDICTIONS, dtype={"split": str}, slug=slug)
+
+
+def write_patient_predictions(run, slug: str, table: pd.DataFrame) -> Path:
+    return write_table(run, PATIENT_PREDICTIONS, table, slug=slug)
