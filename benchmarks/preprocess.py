@@ -34,10 +34,11 @@ import SimpleITK as sitk  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from hcc_utils.cohort import load_manifest  # noqa: E402
-from hcc_utils.config import PreprocessConfig, SlicesConfig, SyntheticCohort  # noqa: E402
+from hcc_utils.config import PreprocessConfig, SlicesConfig  # noqa: E402
 from hcc_utils.io import read_image  # noqa: E402
 from hcc_utils.preprocess import resample, window  # noqa: E402
 from hcc_utils.stack import stack_from_images  # noqa: E402
+from hcc_utils.synth.params import SyntheticCohort  # noqa: E402
 
 
 def _peak_mb() -> float:

@@ -42,7 +42,8 @@ from joblib import Parallel, delayed  # noqa: E402
 
 from hcc_utils import radiomics  # noqa: E402
 from hcc_utils.cohort import load_manifest  # noqa: E402
-from hcc_utils.config import SyntheticCohort  # noqa: E402
+from hcc_utils.synth import truth  # noqa: E402
+from hcc_utils.synth.params import SyntheticCohort  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -57,12 +58,11 @@ def _cohort(args) -> pd.DataFrame:
         n = max(8, args.patients, args.scaling_patients or 0)  # the generator's minimum is 8
         print(f"generating {n} synthetic patients in {out} ...", flush=True)
         cfg = SyntheticCohort(n=n, seed=args.seed, image_size=args.image_size)
-        synth.generate_cohort(cfg, out, n_jobs=2, progress=False)
-        manifest = out / "cohort.csv"
+        manifest = synth.generate_cohort(cfg, out, n_jobs=2, progress=False)
     table = load_manifest(manifest)
-    truth = manifest.parent / "ground_truth.csv"  # synthetic cohorts: the tumour diameter, for the table
-    if truth.is_file():
-        diameters = pd.read_csv(truth, dtype={"patient_id": str})[["patient_id", "lesion_diameter_mm"]]
+    if truth.ground_truth_file(manifest).is_file():  # synthetic cohorts: the tumour diameter, for the table
+        diameter = ["lesion_diameter_mm"]
+        diameters = truth.read_ground_truth(manifest, columns=diameter)[[truth.PATIENT_ID, *diameter]]
         table = table.merge(diameters, on="patient_id", how="left")
     return table.head(max(args.patients, args.scaling_patients or 0))
 

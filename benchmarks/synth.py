@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from hcc_utils import synth
-from hcc_utils.config import SyntheticCohort
 
 SIZES = {
     "default": {"n": 191, "image_size": 512},
@@ -34,7 +33,7 @@ def _cpu_seconds() -> float:
 
 
 def time_generation(name: str, overrides: dict, n_jobs: int, keep: Path | None) -> None:
-    cfg = SyntheticCohort(**overrides)
+    cfg = synth.SyntheticCohort(**overrides)
     out = Path(tempfile.mkdtemp(prefix=f"synth-bench-{name}-")) if keep is None else keep / name
     load_before = os.getloadavg()[0]
     cpu0, t0 = _cpu_seconds(), time.perf_counter()

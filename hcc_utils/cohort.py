@@ -26,6 +26,7 @@ from sklearn.model_selection import train_test_split
 
 from hcc_utils import artifacts
 from hcc_utils.config import CohortConfig, Params
+from hcc_utils.synth import truth as synth_truth
 
 MANIFEST_COLUMNS = ["patient_id", "image", "mask", "mask_reader2", "er", "scanner", "age", "gender", "bmi",
                     "alcohol", "hbsag", "afp", "alb", "ast", "alt", "mvi_grade", "ki67", "edmondson"]
@@ -100,13 +101,14 @@ def manifest_hash(path: Path | str) -> str:
 
 
 def synthetic_dir(cfg, root: Path | None = None) -> Path:
-    """The cache folder of the synthetic cohort ``cfg`` (a ``SyntheticCohort``), whether or not it exists yet."""
+    """The cache folder of the synthetic cohort ``cfg`` (``hcc_utils.synth.params.SyntheticCohort``), whether or
+    not it exists yet: ``synthetic-n<n>-s<seed>-<cache key>`` under ``root`` (default ``data_home()/cohorts``)."""
     root = Path(root) if root is not None else data_home() / "cohorts"
     return root / f"synthetic-n{cfg.n}-s{cfg.seed}-{cfg.cache_key()}"
 
 
 def ensure_synthetic(cfg, root: Path | None = None) -> Path:
-    """The synthetic cohort for ``cfg`` (a ``SyntheticCohort``): generated on first use, then reused.
+    """The synthetic cohort's manifest for ``cfg`` (a ``SyntheticCohort``): generated on first use, then reused.
 
     Generation writes into a temporary folder that is renamed into place when complete, so an interrupted run
     never leaves a half-written cohort behind.
@@ -115,7 +117,7 @@ def ensure_synthetic(cfg, root: Path | None = None) -> Path:
 
     target = synthetic_dir(cfg, root)
     root = target.parent
-    manifest = target / "cohort.csv"
+    manifest = target / synth_truth.MANIFEST_FILE
     if manifest.is_file():
         return manifest
     root.mkdir(parents=True, exist_ok=True)
@@ -146,13 +148,10 @@ def ground_truth_path(params: Params) -> Path | None:
     Only the oracle comparisons of notebooks 06 and 08 read it; no modelling code does.
     """
     if params.cohort.synthetic is not None:
-        try:
-            folder = synthetic_dir(params.cohort.synthetic)
-        except ImportError:  # no generator: the cohort cannot exist either
-            return None
+        folder = synthetic_dir(params.cohort.synthetic)
     else:
         folder = Path(params.cohort.manifest).parent
-    path = folder / "ground_truth.csv"
+    path = folder / synth_truth.GROUND_TRUTH_FILE
     return path if path.is_file() else None
 
 

@@ -26,11 +26,11 @@ from hcc_utils.cohort import SPLITS
 from hcc_utils.config import EvaluationConfig, Params
 from hcc_utils.model_predictions import ModelPredictions, load_predictions  # noqa: F401  (notebook 06 calls it)
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.synth import truth as synth_truth
 
 TABLE4_COLUMNS = list(artifacts.TABLE4.columns)
 DELONG_COLUMNS = list(artifacts.DELONG.columns)
 ORACLE_COLUMNS = ["model", "n", "auc", "auc_low", "auc_high", "oracle_auc", "oracle_low", "oracle_high"]
-TRUTH_COLUMN_CANDIDATES = ("er_probability", "p_er", "true_er_probability", "er_prob", "prob_er")
 
 
 @contextmanager
@@ -235,41 +235,25 @@ def sample_size_table(evaluation: EvaluationConfig, preds: ModelPredictions | No
     return table
 
 
-def _truth_column(truth: pd.DataFrame, path: Path, column: str | None) -> str:
-    if column is not None:
-        if column not in truth.columns:
-            raise ValueError(f"{path.name}: no column '{column}' (columns: {list(truth.columns)})")
-        return column
-    for name in TRUTH_COLUMN_CANDIDATES:
-        if name in truth.columns:
-            return name
-    probs = [c for c in truth.columns if "prob" in c.lower()]
-    if len(probs) == 1:
-        return probs[0]
-    raise ValueError(f"{path.name}: cannot tell which column holds the true ER probability among "
-                     f"{list(truth.columns)}; pass probability_column")
-
-
-def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = None,
-                 probability_column: str | None = None) -> pd.DataFrame:
+def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = None) -> pd.DataFrame:
     """Synthetic cohorts only: each model's validation AUC beside the oracle AUC on the same patients.
 
-    The oracle is the true ER probability of the generator (``ground_truth.csv`` beside the manifest): the
-    best AUC any model could reach on these patients. Ground truth is read here and nowhere else in the
-    comparison. When it is unavailable (a user's cohort, or a synthetic one not generated yet) the table is
-    empty and ``attrs["note"]`` says why.
+    The oracle is the true ER probability of the generator (``ground_truth.csv`` beside the manifest, read with
+    ``hcc_utils.synth.truth.read_ground_truth``; column ``PROBABILITY_COLUMN``): the best AUC any model could reach
+    on these patients. Ground truth is read here and nowhere else in the comparison. ``manifest`` overrides the
+    cohort that ``params`` names. When there is no ground truth (a user's cohort, or a synthetic one not generated
+    yet) the table is empty and ``attrs["note"]`` says why; a ground-truth file without that column is an error.
     """
     empty = pd.DataFrame(columns=ORACLE_COLUMNS)
     from hcc_utils.cohort import ground_truth_path
 
-    path = Path(manifest).parent / "ground_truth.csv" if manifest is not None else ground_truth_path(params)
+    path = synth_truth.ground_truth_file(manifest) if manifest is not None else ground_truth_path(params)
     if path is None or not path.is_file():
         empty.attrs["note"] = ("No ground truth for this cohort (only a generated synthetic cohort has "
-                               "ground_truth.csv); the oracle comparison is unavailable.")
+                               f"{synth_truth.GROUND_TRUTH_FILE}); the oracle comparison is unavailable.")
         return empty
-    truth = pd.read_csv(path, dtype={"patient_id": str})
-    column = _truth_column(truth, path, probability_column)
-    truth = truth.set_index("patient_id")[column]
+    column = synth_truth.PROBABILITY_COLUMN
+    truth = synth_truth.read_ground_truth(path, columns=[column]).set_index(synth_truth.PATIENT_ID)[column]
     preds = load_predictions(run, params.evaluation.train_predictions)
     rows, notes = [], []
     for model in preds.models:

@@ -1,8 +1,8 @@
 """The run's parameters: one pydantic model, loaded from a YAML file in ``params/`` and validated once.
 
-Every choice of the method (``docs/method.md``) is a field here, with the paper's value or our
-documented choice as its default. Unknown keys, wrong types and out-of-range values are errors that name the key,
-the value and the file::
+Every choice of the method (``docs/method.md``) is a field of one stage's section
+(``hcc_utils.config_sections``), with the paper's value or our documented choice as its default. Unknown keys,
+wrong types and out-of-range values are errors that name the key, the value and the file::
 
     >>> from hcc_utils.config import load_params
     >>> params = load_params("params/smoke.yaml")
@@ -12,378 +12,43 @@ the value and the file::
 Sections map to stages: ``cohort`` (section 1 of docs/method.md, data), ``preprocess`` (1), ``slices`` (2), ``cnn``
 (3), ``mil`` (4), ``selection`` and ``model`` (5), ``radiomics`` and ``clinical`` (5), ``evaluation`` (6),
 ``explain`` and ``pathology`` (6).
+
+One path rule (``ParamsPath``): a relative path in a params file (``cohort.manifest``, ``radiomics.settings``,
+``cnn.weights.<architecture>``) is relative to that file's folder, whatever the working directory. Loaded
+parameters hold absolute paths, so the copy a run writes (``dump_yaml``) means the same wherever it is read.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-Protocol = Literal["leak_free", "onekey_compat"]
+from hcc_utils.config_sections import (  # noqa: F401  (re-exported: import the sections from config)
+    CNN_ARCHITECTURES,
+    SHIPPED_PARAMS_DIR,
+    ClinicalConfig,
+    CNNConfig,
+    CohortConfig,
+    EvaluationConfig,
+    ExplainConfig,
+    MILConfig,
+    ModelConfig,
+    ParamsPath,
+    PathologyConfig,
+    PreprocessConfig,
+    Protocol,
+    RadiomicsConfig,
+    SelectionConfig,
+    SlicesConfig,
+    _Section,
+)
 
 
 class ParamsError(ValueError):
     """A parameter file that cannot be used; the message names the file, the key and the value."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class ScannerProfile(_Section):
-    """One CT scanner of the synthetic cohort (after the paper's Table 1)."""
-
-    name: str
-    tube_current_ma: float = Field(gt=0)
-    pixel_spacing_mm: float = Field(gt=0.3, le=1.5)
-    sharpness_sigma_px: float = Field(ge=0, le=3, description="in-plane Gaussian blur, pixels")
-    weight: float = Field(gt=0, description="relative share of patients")
-
-
-def _default_scanners() -> list[ScannerProfile]:
-    return [
-        ScannerProfile(name="GE Revolution ACT", tube_current_ma=50, pixel_spacing_mm=0.74,
-                       sharpness_sigma_px=0.8, weight=0.4),
-        ScannerProfile(name="Philips Ingenuity Core64", tube_current_ma=30, pixel_spacing_mm=0.70,
-                       sharpness_sigma_px=1.0, weight=0.3),
-        ScannerProfile(name="GE Revolution", tube_current_ma=50, pixel_spacing_mm=0.78,
-                       sharpness_sigma_px=0.6, weight=0.3),
-    ]
-
-
-class SyntheticCohort(_Section):
-    """The embedded default cohort (``hcc_utils.synth``): a generative model, not a lookup of the paper.
-
-    Prevalences and means are targets of the generator, reached approximately on a finite sample.
-    """
-
-    n: int = Field(191, ge=8, le=100_000, description="patients")
-    seed: int = Field(2025, ge=0)
-    image_size: int = Field(512, ge=64, le=1024, description="in-plane matrix, pixels")
-    slice_thickness_mm: float = Field(5.0, gt=0, le=10)
-    er_prevalence: float = Field(0.41, gt=0.05, lt=0.95, description="fraction with early recurrence")
-    mvi_shares: tuple[float, float, float] = (0.65, 0.19, 0.16)
-    edmondson_shares: tuple[float, float, float, float] = (0.07, 0.43, 0.38, 0.12)
-    ki67_mean: float = Field(0.23, gt=0, lt=1)
-    ki67_sd: float = Field(0.21, gt=0, lt=0.5)
-    male_share: float = Field(0.88, ge=0, le=1)
-    latent_correlation: float = Field(0.5, ge=-0.99, le=0.99, description="invasiveness vs proliferation")
-    image_signal: float = Field(1.0, ge=0, le=5, description="how strongly the lesion phenotype follows "
-                                "the latent biology (0: images carry no information)")
-    clinical_signal: float = Field(1.0, ge=0, le=5, description="how strongly AFP and gender follow ER")
-    er_log_odds_per_sd: tuple[float, float] = Field((1.2, 0.8), description="log-odds of ER per SD of "
-                                                    "invasiveness and of proliferation")
-    scanners: list[ScannerProfile] = Field(default_factory=_default_scanners, min_length=1)
-
-    @field_validator("mvi_shares", "edmondson_shares")
-    @classmethod
-    def _shares_sum_to_one(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if min(v) <= 0 or abs(sum(v) - 1) > 0.01:
-            raise ValueError(f"shares must be positive and sum to 1 (got {list(v)}, sum {sum(v):.3f})")
-        return v
-
-    @model_validator(mode="after")
-    def _ki67_is_a_beta(self) -> SyntheticCohort:
-        limit = (self.ki67_mean * (1 - self.ki67_mean)) ** 0.5
-        if self.ki67_sd >= limit:
-            raise ValueError(f"ki67_sd {self.ki67_sd} is too large for ki67_mean {self.ki67_mean}: a fraction in "
-                             f"[0, 1] with that mean has SD below {limit:.3f}")
-        return self
-
-    def cache_key(self) -> str:
-        """A short hash of everything that changes the generated bytes."""
-        from hcc_utils.synth import GENERATOR_VERSION
-
-        payload = json.dumps({"v": GENERATOR_VERSION, **self.model_dump(mode="json")}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-class CohortConfig(_Section):
-    """Where the patients come from: ``synthetic`` (generated on first use, then reused) or ``manifest``."""
-
-    synthetic: SyntheticCohort | None = None
-    manifest: Path | None = Field(None, description="path to cohort.csv; relative paths are relative "
-                                  "to the params file")
-    columns: dict[str, str] = Field(default_factory=dict, description="manifest column -> your column name")
-    validation_fraction: float = Field(0.3, gt=0.05, lt=0.95, description="paper: 7:3 random split")
-    split_seed: int = Field(42, ge=0)
-    split_column: str | None = Field(None, description="use a fixed split column (train/validation) "
-                                     "of the manifest instead of a random split")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> CohortConfig:
-        if (self.synthetic is None) == (self.manifest is None):
-            raise ValueError("give exactly one of 'synthetic' or 'manifest'")
-        return self
-
-
-class PreprocessConfig(_Section):
-    """Resampling and windowing (paper: 1x1x1 mm, window width 259 HU, level 40 HU)."""
-
-    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    interpolator: Literal["bspline", "linear"] = "bspline"
-    window_width_hu: float = Field(259.0, gt=0)
-    window_level_hu: float = Field(40.0, ge=-1000, le=3000)
-    geometry_tolerance: float = Field(1e-3, gt=0, le=0.5, description="image/mask geometry: spacing relative, "
-                                      "origin in voxels, direction cosines absolute")
-    outside_value_hu: float = Field(-1024.0, description="value of crop pixels outside the scan (air)")
-
-    @field_validator("spacing_mm")
-    @classmethod
-    def _positive_spacing(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(v) <= 0 or max(v) > 10:
-            raise ValueError("spacing_mm must be three values in (0, 10] mm")
-        return v
-
-
-class SlicesConfig(_Section):
-    """The 2.5D stack (paper: central = largest cross-section, offsets +-1, +-2, +-4, +-7, +-9)."""
-
-    offsets: list[int] = Field(default_factory=lambda: [-9, -7, -4, -2, -1, 0, 1, 2, 4, 7, 9], min_length=1)
-    margin_mm: float = Field(0.0, ge=0, le=100, description="added around the central tumour box")
-    size: int = Field(224, ge=16, le=1024, description="CNN input size, pixels")
-    mask_label: int = Field(1, ge=1)
-    largest_component_only: bool = Field(True, description="keep the largest connected lesion (26-connected "
-                                         "voxels) when the mask has several; a warning is recorded either way")
-    other_labels: Literal["error", "ignore"] = Field("error", description="a mask label other than 0 and "
-                                                     "mask_label: exclude the patient (error) or ignore it")
-    n_jobs: int = Field(1, ge=1, le=64, description="patients processed in parallel")
-
-    @field_validator("offsets")
-    @classmethod
-    def _has_centre(cls, v: list[int]) -> list[int]:
-        if 0 not in v:
-            raise ValueError("offsets must contain 0 (the central slice)")
-        if len(set(v)) != len(v):
-            raise ValueError("offsets must be distinct")
-        return sorted(v)
-
-
-CNN_ARCHITECTURES = ("resnet18", "resnet101", "densenet121")
-CNNArchitecture = Literal["resnet18", "resnet101", "densenet121"]
-
-
-class CNNConfig(_Section):
-    """Slice-level CNNs (docs/method.md section 3; the original tooling's training recipe by default).
-
-    ``epochs`` and ``input_size`` may differ per architecture (a mapping), so a CPU profile can give the heavy
-    networks a smaller input and fewer epochs; an int ``input_size`` applies to all. Every listed architecture is
-    trained. GPU runs are seeded but not bitwise reproducible unless ``deterministic_gpu`` is set.
-    """
-
-    architectures: list[CNNArchitecture] = Field(
-        default_factory=lambda: ["resnet18", "resnet101", "densenet121"], min_length=1)
-    epochs: dict[str, int] = Field(default_factory=lambda: {"resnet18": 30, "resnet101": 30, "densenet121": 30},
-                                   description="architecture -> training epochs (>= 1)")
-    input_size: int | dict[str, int] = Field(224, description="pixels (32-512); slices are resized to this; "
-                                             "an int for all architectures or architecture -> pixels")
-    batch_size: int = Field(32, ge=2, le=1024, description="training batch, slices")
-    eval_batch_size: int = Field(256, ge=1, le=4096, description="inference batch, slices")
-    lr: float = Field(0.01, gt=0, le=1, description="initial SGD learning rate, cosine-annealed per iteration")
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(1e-4, ge=0)
-    random_resized_crop_scale: tuple[float, float] = Field((0.8, 1.0), description="crop area, fraction")
-    random_resized_crop_ratio: tuple[float, float] = Field((3 / 4, 4 / 3), description="crop aspect ratio")
-    hflip: bool = True
-    zero_init_residual: bool = Field(True, description="ResNets from random weights start each residual block "
-                                     "as the identity (torchvision's option; Goyal et al. 2017): without it "
-                                     "ResNet101 diverges in short runs from scratch. No effect on loaded weights")
-    weights: dict[str, Path] = Field(default_factory=dict, description="architecture -> local state-dict "
-                                     "file (nothing is downloaded); default random initialisation")
-    inner_validation_fraction: float = Field(0.2, gt=0, lt=0.5, description="leak_free: share of training "
-                                             "patients used to pick the checkpoint and architecture")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
-    bf16_gpu: bool = Field(True, description="bf16 autocast on GPU")
-    channels_last: bool = Field(True, description="channels_last memory format on GPU")
-    bf16_cpu: bool = Field(False, description="bf16 autocast on CPUs that support it (AVX512-BF16/AMX)")
-    compile: bool = Field(False, description="torch.compile on GPU (pays for long runs of small nets only)")
-    deterministic_gpu: bool = Field(False, description="deterministic cuDNN kernels (slower)")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads for training; default torch's "
-                                    "(OMP_NUM_THREADS, else the physical cores). On a shared machine 1 is "
-                                    "often faster: oversubscribed threads stall at every synchronisation")
-    progress: bool = Field(True, description="progress bars per epoch")
-    downstream_architecture: Literal["auto", "resnet18", "resnet101", "densenet121"] = Field(
-        "auto", description="auto: best selection AUC (inner validation if leak_free, validation if "
-        "onekey_compat)")
-
-    def size_of(self, architecture: str) -> int:
-        """Input size in pixels for one architecture."""
-        return self.input_size if isinstance(self.input_size, int) else self.input_size[architecture]
-
-    @model_validator(mode="after")
-    def _per_architecture(self) -> CNNConfig:
-        if len(set(self.architectures)) != len(self.architectures):
-            raise ValueError("architectures must be distinct")
-        for name, mapping in (("epochs", self.epochs), ("weights", self.weights),
-                              ("input_size", self.input_size if isinstance(self.input_size, dict) else {})):
-            unknown = sorted(set(mapping) - set(CNN_ARCHITECTURES))
-            if unknown:
-                raise ValueError(f"{name}: unknown architecture(s) {unknown}; use {list(CNN_ARCHITECTURES)}")
-        sizes = (self.input_size if isinstance(self.input_size, dict)
-                 else dict.fromkeys(self.architectures, self.input_size))
-        for arch in self.architectures:
-            if arch not in sizes:
-                raise ValueError(f"input_size: no size for listed architecture '{arch}'")
-            if not 32 <= sizes[arch] <= 512:
-                raise ValueError(f"input_size for '{arch}' is {sizes[arch]}; use 32-512 pixels")
-            if self.epochs.get(arch, 0) < 1:
-                raise ValueError(f"epochs: give at least 1 epoch for listed architecture '{arch}'")
-        lo, hi = self.random_resized_crop_scale
-        if not 0 < lo <= hi <= 1:
-            raise ValueError("random_resized_crop_scale must satisfy 0 < low <= high <= 1")
-        lo, hi = self.random_resized_crop_ratio
-        if not 0 < lo <= hi:
-            raise ValueError("random_resized_crop_ratio must satisfy 0 < low <= high")
-        if self.downstream_architecture not in ("auto", *self.architectures):
-            raise ValueError(f"downstream_architecture '{self.downstream_architecture}' is not among "
-                             f"architectures {self.architectures}")
-        return self
-
-
-class MILConfig(_Section):
-    """PLH and BoW features (docs/method.md section 4)."""
-
-    label_threshold: float = Field(0.5, gt=0, lt=1, description="a slice's predicted label is "
-                                   "prob >= label_threshold (the 2 label bins)")
-    training_predictions: Literal["protocol", "eval", "train_pass"] = Field(
-        "protocol", description="training patients' slice probabilities: the chosen checkpoint's eval-mode pass "
-        "('eval'), or the chosen epoch's logged training pass, augmented and in train mode, as the original "
-        "tooling used ('train_pass'); 'protocol': eval under leak_free, train_pass under onekey_compat")
-
-
-class SelectionConfig(_Section):
-    """Feature selection (docs/method.md section 5): z-score, univariate tests, correlation filter, LassoCV."""
-
-    p_threshold: float = Field(0.05, gt=0, le=1)
-    normality_alpha: float = Field(0.05, gt=0, lt=1)
-    correlation_threshold: float = Field(0.9, gt=0, le=1)
-    lasso_folds: int = Field(10, ge=2, le=50, description="LassoCV folds (stratified, shuffled with "
-                             "lasso_seed); fewer when the minority class has fewer training patients")
-    lasso_seed: int = 0
-    lasso_n_alphas: int = Field(100, ge=5, le=1000, description="length of LassoCV's alpha grid")
-    lasso_max_iter: int = Field(10_000, ge=100, description="coordinate-descent iterations per alpha")
-    ttest_equal_var: bool = Field(True, description="Student's t-test (True, scipy's default) or Welch's")
-    fallback: Literal["best_k", "error"] = Field("best_k", description="when no feature survives a step: "
-                                                 "keep the fallback_k with the smallest univariate p (with a "
-                                                 "warning), or stop with an error")
-    fallback_k: int = Field(3, ge=1)
-
-
-class ModelConfig(_Section):
-    """SMOTE + ExtraTrees in GridSearchCV (docs/method.md section 5)."""
-
-    n_estimators: list[int] = Field(default_factory=lambda: [10, 50, 100, 200], min_length=1)
-    max_depth: list[int | None] = Field(default_factory=lambda: [2, 3, 5, None], min_length=1)
-    min_samples_split: list[int] = Field(default_factory=lambda: [2, 5], min_length=1)
-    cv_folds: int = Field(5, ge=2, le=20, description="StratifiedKFold folds of the grid search and of the "
-                          "out-of-fold training probabilities; fewer when the minority class is smaller")
-    smote: bool = Field(True, description="SMOTE inside the pipeline (sees the training folds only)")
-    smote_k_neighbors: int = Field(5, ge=1, description="reduced automatically when a training fold's "
-                                   "minority class is smaller")
-    n_jobs: int = Field(1, ge=-1, description="GridSearchCV workers (-1: all cores; 0 is not allowed)")
-    seed: int = Field(0, ge=0, description="seeds the folds, SMOTE and the ExtraTrees")
-
-    @field_validator("n_jobs")
-    @classmethod
-    def _nonzero_jobs(cls, v: int) -> int:
-        if v == 0:
-            raise ValueError("n_jobs must be -1 (all cores) or a positive number of workers")
-        return v
-
-
-class RadiomicsConfig(_Section):
-    """PyRadiomics on the 1 mm HU image with the tumour mask; ICC(3,1) between readers (hcc_utils.radiomics).
-
-    The ICC is computed on the training patients (leak_free) or on all patients (onekey_compat); reader 2's
-    features are only extracted for those patients, at most ``icc_max_patients`` of them (a seeded random subset,
-    a common design when a second reading is costly).
-    """
-
-    enabled: bool = True
-    settings: Path = Field(Path("params/radiomics_default.yaml"), description="PyRadiomics settings YAML, "
-                           "relative to the project root or absolute")
-    icc_threshold: float = Field(0.75, ge=0, le=1, description="keep features with ICC(3,1) above this")
-    icc_max_patients: int | None = Field(None, ge=3, description="reader-2 extraction and ICC on at most "
-                                         "this many patients (None: all eligible)")
-    n_jobs: int = Field(2, ge=1, description="extraction processes (one patient each)")
-
-
-class ClinicalConfig(_Section):
-    """Clinical variables, their tests (Table 2) and the policy for missing values (hcc_utils.clinical).
-
-    Continuous variables: Shapiro-Wilk per group, then t-test or Mann-Whitney U (``params.selection``'s
-    normality_alpha and ttest_equal_var, as the shared recipe). Categorical: chi-square, or Fisher's exact test
-    when an expected count is below 5 (``chi2_or_fisher``); the paper's Table 2 p-values match chi-square with
-    Yates' correction throughout (``chi2``).
-    """
-
-    continuous: list[str] = Field(default_factory=lambda: ["age", "bmi", "hbsag", "afp", "alb", "ast", "alt"])
-    categorical: list[str] = Field(default_factory=lambda: ["gender", "alcohol"])
-    missing: Literal["median_impute_train", "drop_patient"] = Field(
-        "median_impute_train", description="model inputs: fill with the TRAINING median (continuous) or mode "
-        "(categorical), or drop patients missing a selected variable; Table 2 and the tests use observed values")
-    p_threshold: float = Field(0.05, gt=0, le=1, description="select variables with training p below this")
-    categorical_test: Literal["chi2_or_fisher", "chi2"] = "chi2_or_fisher"
-    yates_correction: bool = Field(True, description="continuity correction of the 2x2 chi-square (scipy's "
-                                   "default)")
-
-
-class EvaluationConfig(_Section):
-    """Metrics and comparison (docs/method.md section 6; stats, calibration, sample_size, comparison modules)."""
-
-    threshold: Literal["fixed", "youden"] = Field("fixed", description="cut-off for accuracy, sensitivity, "
-                                                  "specificity: 'fixed' (paper: 0.5) or Youden's J chosen on "
-                                                  "the training predictions and applied to validation")
-    fixed_threshold: float = Field(0.5, gt=0, lt=1)
-    ci_level: float = Field(0.95, gt=0.5, lt=1, description="AUC confidence level (DeLong variance)")
-    train_predictions: Literal["apparent", "out_of_fold"] = Field(
-        "apparent", description="training-set rows of Table 4, DeLong and the curves: 'apparent' (the final "
-        "model on its own training patients, as the paper reports) or 'out_of_fold' (5-fold CV predictions)")
-    dca_thresholds: tuple[float, float, float] = Field((0.0, 0.99, 0.01), description="decision-curve "
-                                                       "threshold probabilities: start, stop (inclusive), step")
-    calibration_bins: int = Field(5, ge=2, le=50, description="bins of the calibration curve")
-    calibration_strategy: Literal["quantile", "uniform"] = "quantile"
-    sample_size_auc: float = Field(0.8, gt=0.5, lt=1, description="paper: AUC 0.8 against 0.5")
-    sample_size_null_auc: float = Field(0.5, ge=0.5, lt=1)
-    sample_size_alpha: float = Field(0.05, gt=0, lt=0.5, description="two-sided")
-    sample_size_power: float = Field(0.8, gt=0.5, lt=1)
-    sample_size_ratio: float = Field(1.0, gt=0, le=10, description="NER per ER patient (paper 1:1)")
-
-    @field_validator("dca_thresholds")
-    @classmethod
-    def _dca_range(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        start, stop, step = v
-        if not (0 <= start < stop < 1 and 0 < step <= stop - start):
-            raise ValueError("need 0 <= start < stop < 1 and 0 < step <= stop - start")
-        return v
-
-    @model_validator(mode="after")
-    def _alternative_above_null(self) -> EvaluationConfig:
-        if self.sample_size_auc <= self.sample_size_null_auc:
-            raise ValueError("sample_size_auc must exceed sample_size_null_auc")
-        return self
-
-
-class ExplainConfig(_Section):
-    """SHAP on the DL-MIL model."""
-
-    patient: str | None = Field(None, description="patient to explain; default: the validation patient "
-                                "closest to the median predicted risk")
-    patients: Literal["all", "train", "validation"] = Field("all", description="patients whose SHAP values "
-                                                            "the beeswarm and importance bar summarise")
-    max_display: int = Field(10, ge=1, le=50, description="features shown per SHAP plot")
-
-
-class PathologyConfig(_Section):
-    """Pearson correlation of the selected MIL features with pathology (Table 5)."""
-
-    patients: Literal["all", "train", "validation"] = Field("all", description="paper: all patients (n = 191)")
-    ci_level: float = Field(0.95, gt=0.5, lt=1, description="Fisher-z confidence level of Pearson r")
 
 
 class Params(_Section):
@@ -417,8 +82,10 @@ def _format_errors(exc: ValidationError, path: Path) -> str:
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
+            schema = ("hcc_utils/synth/params.py" if key.startswith("cohort.synthetic.")
+                      else "hcc_utils/config_sections.py")
             lines.append(f"  - unknown key '{key}' (value {err['input']!r}): check the spelling; "
-                         "see hcc_utils/config.py for the keys each section takes")
+                         f"see {schema} for the keys each section takes")
         elif err["type"] == "missing":
             lines.append(f"  - missing key '{key}'")
         else:
@@ -427,16 +94,15 @@ def _format_errors(exc: ValidationError, path: Path) -> str:
 
 
 def params_from_dict(data: dict[str, Any], source: Path | str = "<dict>") -> Params:
-    """Validate a mapping as parameters; errors name the key, the value and ``source``."""
+    """Validate a mapping as parameters; errors name the key, the value and ``source``; relative paths become
+    absolute against the folder of ``source`` when it is a file (``ParamsPath``)."""
     source = Path(source)
+    context = {"folder": source.resolve().parent} if source.is_file() else None
     try:
-        params = Params.model_validate(data)
+        params = Params.model_validate(data, context=context)
     except ValidationError as exc:
         raise ParamsError(_format_errors(exc, source)) from None
     params.source = source
-    cohort = params.cohort
-    if cohort.manifest is not None and not cohort.manifest.is_absolute() and source.suffix:
-        cohort.manifest = (source.parent / cohort.manifest).resolve()
     return params
 
 

@@ -34,14 +34,16 @@ from hcc_utils.cohort import load_cohort
 from hcc_utils.config import Params
 from hcc_utils.model_registry import DL_MIL
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.synth import truth as synth_truth
 
 INDICATORS = {"mvi_grade": "MVI grade", "ki67": "Ki-67", "edmondson": "Edmondson-Steiner grade"}
 """manifest column -> name in Table 5"""
 TABLE5_COLUMNS = list(artifacts.TABLE5.columns)
 MIN_PAIRS = 4
 """fewest complete pairs with a defined Fisher-z interval (se = 1/sqrt(n - 3))"""
-LATENT_KEYWORDS = {"invasiv": "latent invasiveness", "prolif": "latent proliferation"}
-"""ground_truth.csv column name fragment -> name of the reference row"""
+LATENT_NAMES = {synth_truth.INVASIVENESS_COLUMN: "latent invasiveness",
+                synth_truth.PROLIFERATION_COLUMN: "latent proliferation"}
+"""ground_truth.csv latent column (``hcc_utils.synth.truth``) -> name of the reference row"""
 
 
 class PathologyWarning(UserWarning):
@@ -216,25 +218,20 @@ def write_table5(corr: PathologyCorrelation, run: RunFolder) -> pd.DataFrame:
 def latent_reference(params: Params, patient_ids=None) -> pd.DataFrame | None:
     """The synthetic cohort's latent invasiveness and proliferation (``ground_truth.csv``), or None.
 
-    Only for the oracle comparison in notebook 08; the modelling code never reads ground truth. Returns None for
-    a user's manifest (no ground truth) or when the file has no latent invasiveness/proliferation column.
+    Only for the oracle comparison in notebook 08; the modelling code never reads ground truth. Read with
+    ``hcc_utils.synth.truth.read_ground_truth`` (its latent columns), renamed by ``LATENT_NAMES`` and
+    indexed by patient_id (``patient_ids`` selects and orders them). Returns None for a user's manifest or a
+    synthetic cohort not generated yet (no ground truth); a ground-truth file without those columns is an error
+    (``GroundTruthError``) naming the file.
     """
     from hcc_utils.cohort import ground_truth_path
 
     path = ground_truth_path(params)
     if path is None:
         return None
-    truth = pd.read_csv(path, dtype={"patient_id": str}).set_index("patient_id")
-    chosen = {}
-    for fragment, name in LATENT_KEYWORDS.items():
-        match = [c for c in truth.columns if fragment in c.lower()]
-        if match:
-            chosen[match[0]] = name
-    if not chosen:
-        warnings.warn(f"{path}: no latent invasiveness/proliferation column among {list(truth.columns)}",
-                      PathologyWarning, stacklevel=2)
-        return None
-    latent = truth[list(chosen)].rename(columns=chosen)
+    columns = list(LATENT_NAMES)
+    truth = synth_truth.read_ground_truth(path, columns=columns).set_index(synth_truth.PATIENT_ID)
+    latent = truth[columns].rename(columns=LATENT_NAMES)
     return latent if patient_ids is None else latent.reindex([str(p) for p in patient_ids])
 
 

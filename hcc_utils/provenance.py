@@ -53,11 +53,12 @@ def seeds(params: Params) -> dict[str, int]:
 def cohort_manifest(params: Params) -> dict[str, str | None]:
     """The manifest's path and SHA-256, once the cohort exists (a synthetic cohort is made by notebook 01)."""
     from hcc_utils.cohort import manifest_hash, synthetic_dir
+    from hcc_utils.synth.truth import MANIFEST_FILE
 
     if params.cohort.manifest is not None:
         path = Path(params.cohort.manifest)
     else:
-        path = synthetic_dir(params.cohort.synthetic) / "cohort.csv"
+        path = synthetic_dir(params.cohort.synthetic) / MANIFEST_FILE
     return {"path": str(path), "sha256": manifest_hash(path) if path.is_file() else None}
 
 

@@ -56,7 +56,6 @@ from hcc_utils.config import Params
 from hcc_utils.io import read_image
 from hcc_utils.run_folder import RunFolder
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BSPLINE_MARGIN_VOXELS = 40
 """Voxels (original grid) kept around the resampling region: 0.268**40 ~ 1e-23 (cubic B-spline prefilter)."""
 READERS = ("reader1", "reader2")
@@ -71,9 +70,9 @@ class RadiomicsError(ValueError):
 
 
 def settings_path(params: Params) -> Path:
-    """The PyRadiomics YAML of this run (``radiomics.settings``, relative to the project unless absolute)."""
-    path = Path(params.radiomics.settings)
-    return path if path.is_absolute() else PROJECT_ROOT / path
+    """The PyRadiomics YAML of this run: ``radiomics.settings``, absolute once the params file is loaded (a relative
+    path is relative to the params file; ``hcc_utils.config``)."""
+    return Path(params.radiomics.settings)
 
 
 def load_extractor(settings: Settings) -> RadiomicsFeatureExtractor:

@@ -96,17 +96,26 @@ def resolve_run_dir(params: Params, out: Path | None, resume: bool, runs_root: P
 
 def _status(run: RunFolder) -> dict:
     path = artifacts.STATUS.path(run)
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
 def _write_status(run: RunFolder, status: dict) -> None:
     artifacts.write_json(run, artifacts.STATUS, status)
 
 
+def _with_absolute_settings(saved: dict) -> dict:
+    """A run folder made before every params path resolved against its params file holds ``radiomics.settings``
+    relative to the project (``params/radiomics_default.yaml``); read it as that absolute path, as it was meant."""
+    settings = (saved.get("radiomics") or {}).get("settings")
+    if isinstance(settings, str) and not Path(settings).is_absolute():
+        saved["radiomics"]["settings"] = str(PROJECT_ROOT / settings)
+    return saved
+
+
 def _check_resume_params(run: RunFolder, params: Params) -> None:
     if not run.params_file.exists():
         return
-    before = yaml.safe_load(run.params_file.read_text())
+    before = _with_absolute_settings(yaml.safe_load(run.params_file.read_text(encoding="utf-8")))
     now = params.model_dump(mode="json")
     if before != now:
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
@@ -183,7 +192,7 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
     run.root.mkdir(parents=True, exist_ok=True)
     if resume:
         _check_resume_params(run, params)
-    run.params_file.write_text(f"# validated copy of {params_file}\n" + params.dump_yaml())
+    run.params_file.write_text(f"# validated copy of {params_file}\n" + params.dump_yaml(), encoding="utf-8")
     status = _status(run)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     hint = (f"fix the cause, then continue with: python -m hcc_utils run --params {params_file} "
@@ -237,13 +246,13 @@ def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params:
     if not Path(method_file).is_file():
         raise RunError(f"{method_file} not found: the book's Methods chapter is docs/method.md of the project")
     shutil.copy2(method_file, book / f"{METHODS_PAGE}.md")
-    intro = (BOOK_TEMPLATE_DIR / "intro.md").read_text()
+    intro = (BOOK_TEMPLATE_DIR / "intro.md").read_text(encoding="utf-8")
     chapters = "\n".join(f"{k}. {title} (`{name}`)" for k, (name, title) in enumerate(notebooks, 1))
     chapters += f"\n{len(notebooks) + 1}. {METHODS_TITLE}: every step, the paper's values and our choices"
     intro = intro.replace("{{run_name}}", run.root.name).replace("{{protocol}}", params.protocol)
     intro = intro.replace("{{chapters}}", chapters).replace("{{params}}", params.dump_yaml())
-    (book / "intro.md").write_text(intro)
-    (book / "_toc.yml").write_text(yaml.safe_dump(table_of_contents(notebooks), sort_keys=False))
+    (book / "intro.md").write_text(intro, encoding="utf-8")
+    (book / "_toc.yml").write_text(yaml.safe_dump(table_of_contents(notebooks), sort_keys=False), encoding="utf-8")
     return book
 
 
@@ -255,7 +264,7 @@ def build_book(run: RunFolder, notebooks: list[tuple[str, str]], params: Params)
     command = [str(jb) if jb.exists() else "jupyter-book", "build", str(book), "--builder", "html"]
     done = subprocess.run(command, capture_output=True, text=True)
     log = artifacts.BOOK_LOG.path(run)
-    log.write_text(done.stdout + done.stderr)
+    log.write_text(done.stdout + done.stderr, encoding="utf-8")
     index = book / "_build" / "html" / "index.html"
     if done.returncode != 0 or not index.exists():
         raise RunError(f"jupyter-book could not render the report (see {log})")

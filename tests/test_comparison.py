@@ -1,7 +1,5 @@
 """hcc_utils.comparison and hcc_utils.plots.comparison on small synthetic per-patient prediction files."""
 
-import sys
-import types
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +12,7 @@ from hcc_utils import cohort, comparison, model_predictions, stats
 from hcc_utils.artifacts import ArtifactMissing
 from hcc_utils.config import params_from_dict
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.synth.truth import GroundTruthError
 
 matplotlib.use("Agg")
 
@@ -281,8 +280,7 @@ def write_cohort(folder: Path, frames: dict[str, pd.DataFrame]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     base = next(iter(frames.values()))
     truth = expit(2.0 * (base["er"] - 0.5) * 2 + np.random.default_rng(3).normal(0, 0.5, len(base)))
-    truth_table = pd.DataFrame({"patient_id": base["patient_id"], "latent_invasiveness": 0.0,
-                                "er_probability": truth})
+    truth_table = pd.DataFrame({"patient_id": base["patient_id"], "invasiveness": 0.0, "er_probability": truth})
     truth_table.to_csv(folder / "ground_truth.csv", index=False)
     base[["patient_id", "er"]].to_csv(folder / "cohort.csv", index=False)
     return folder / "cohort.csv"
@@ -299,6 +297,15 @@ def test_oracle_table_puts_model_auc_beside_the_true_probability(run, tmp_path):
     assert table["n"].tolist() == [20, 20, 20] and "er_probability" in table.attrs["note"]
 
 
+def test_oracle_reads_the_true_probability_by_its_schema_name(run, tmp_path):
+    manifest = write_cohort(tmp_path / "cohort", make_predictions())
+    truth_file = manifest.parent / "ground_truth.csv"
+    pd.read_csv(truth_file).rename(columns={"er_probability": "p_er"}).to_csv(truth_file, index=False)
+    with pytest.raises(GroundTruthError, match="er_probability") as err:
+        comparison.oracle_table(make_params(), run, manifest=manifest)
+    assert str(truth_file) in str(err.value)
+
+
 def test_oracle_is_unavailable_without_ground_truth(run, tmp_path):
     manifest = tmp_path / "mine" / "cohort.csv"
     manifest.parent.mkdir()
@@ -309,17 +316,13 @@ def test_oracle_is_unavailable_without_ground_truth(run, tmp_path):
 
 
 def test_oracle_finds_a_generated_synthetic_cohort_and_never_generates_one(run, tmp_path, monkeypatch):
-    import hcc_utils
-
     calls = []
 
     def generate_cohort(cfg, out):
         calls.append(out)
         write_cohort(Path(out), make_predictions())
 
-    fake = types.SimpleNamespace(GENERATOR_VERSION="test", generate_cohort=generate_cohort)
-    monkeypatch.setitem(sys.modules, "hcc_utils.synth", fake)
-    monkeypatch.setattr(hcc_utils, "synth", fake, raising=False)
+    monkeypatch.setattr("hcc_utils.synth.generate_cohort", generate_cohort)
     monkeypatch.setenv("HCC_DATA_DIR", str(tmp_path / "data"))
     params = make_params()
     before = comparison.oracle_table(params, run)

@@ -21,6 +21,7 @@ from hcc_utils.cohort import decide_split
 from hcc_utils.config import params_from_dict
 from hcc_utils.plots.pathology import correlation_heatmap
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.synth.truth import GroundTruthError
 
 INDICATOR_NAMES = ["MVI grade", "Ki-67", "Edmondson-Steiner grade"]
 
@@ -191,8 +192,8 @@ def test_latent_reference_on_a_synthetic_cohort(tmp_path, monkeypatch):
     features, cohort = _patients()
     folder = tmp_path / "synthetic"
     folder.mkdir()
-    truth = pd.DataFrame({"patient_id": cohort.index, "latent_invasiveness": cohort["mvi_grade"].fillna(0) + 0.1,
-                          "latent_proliferation": cohort["ki67"].fillna(0.2), "p_er": 0.4})
+    truth = pd.DataFrame({"patient_id": cohort.index, "invasiveness": cohort["mvi_grade"].fillna(0) + 0.1,
+                          "proliferation": cohort["ki67"].fillna(0.2), "er_probability": 0.4})
     truth.to_csv(folder / "ground_truth.csv", index=False)
     monkeypatch.setattr("hcc_utils.cohort.synthetic_dir", lambda cfg: folder)
     params = params_from_dict({"cohort": {"synthetic": {"n": 20}}})
@@ -202,6 +203,9 @@ def test_latent_reference_on_a_synthetic_cohort(tmp_path, monkeypatch):
     cells = reference.table.set_index(["feature", "indicator"])["r"]
     assert cells[("latent invasiveness", "MVI grade")] == pytest.approx(1.0)
     assert cells[("latent proliferation", "Ki-67")] == pytest.approx(1.0)
+    truth.rename(columns={"proliferation": "latent_proliferation"}).to_csv(folder / "ground_truth.csv", index=False)
+    with pytest.raises(GroundTruthError, match=r"ground_truth\.csv: missing column\(s\) \['proliferation'\]"):
+        pathology.latent_reference(params)
 
 
 def test_heatmap_shows_r_stars_and_n():

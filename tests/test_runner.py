@@ -107,6 +107,18 @@ def test_resume_refuses_changed_params(project):
         run(project, out=out, resume=True)
 
 
+def test_a_run_folder_made_before_the_path_rule_still_resumes(project):
+    """Older run folders saved radiomics.settings relative to the project; resuming one is not refused for it."""
+    out = project["root"] / "runs" / "old"
+    run(project, out=out)
+    saved = yaml.safe_load((out / "params.yaml").read_text(encoding="utf-8"))
+    saved["radiomics"]["settings"] = "params/radiomics_default.yaml"
+    (out / "params.yaml").write_text(yaml.safe_dump(saved), encoding="utf-8")
+    (out / "status.json").unlink()
+    run(project, out=out, resume=True)
+    assert log_of(out) == ["a", "b", "a", "b"]
+
+
 def test_bad_params_fail_before_any_folder_is_made(project):
     project["params"].write_text(yaml.safe_dump({"name": "t", "cohort": {"manifest": "cohort.csv"}, "sed": 1}))
     with pytest.raises(ParamsError, match="unknown key 'sed'"):
@@ -131,17 +143,17 @@ def test_a_cell_that_hangs_is_stopped_and_named(project):
 def test_book_sources_end_with_the_methods_chapter(project):
     result = run(project)
     book = write_book_sources(RunFolder(result.run_dir), project["list"], load_params(project["params"]))
-    toc = yaml.safe_load((book / "_toc.yml").read_text())
+    toc = yaml.safe_load((book / "_toc.yml").read_text(encoding="utf-8"))
     assert toc["chapters"] == [{"file": "notebooks/a_first"}, {"file": "notebooks/b_second"}, {"file": "methods"}]
-    assert (book / "methods.md").read_text() == METHOD_FILE.read_text()
+    assert (book / "methods.md").read_text(encoding="utf-8") == METHOD_FILE.read_text(encoding="utf-8")
     assert (book / "notebooks" / "b_second.ipynb").is_file()
-    assert "3. Methods" in (book / "intro.md").read_text()
+    assert "3. Methods" in (book / "intro.md").read_text(encoding="utf-8")
 
 
 def test_method_chapter_reads_the_same_in_the_book():
     """docs/method.md is copied into the book alone: a title for the navigation, the numbered sections the
     docstrings cite, and no link that only resolves inside the repository or needs heading anchors."""
-    text = METHOD_FILE.read_text()
+    text = METHOD_FILE.read_text(encoding="utf-8")
     assert re.match(r"# \S", text), "the first line must be the H1 the book shows in its navigation"
     sections = re.findall(r"^## (\d+)\. ", text, flags=re.MULTILINE)
     assert sections[:7] == [str(k) for k in range(1, 8)], sections
@@ -158,5 +170,6 @@ def test_rendered_book_has_the_methods_page_in_its_navigation(project):
                       runs_root=project["root"] / "runs", echo=lambda *_: None)
     methods = result.html_index.parent / "methods.html"
     assert methods.is_file()
-    assert "Deviations from the paper" in methods.read_text()
-    assert re.search(r'href="methods.html">\s*Methods\s*<', (result.html_index.parent / "intro.html").read_text())
+    assert "Deviations from the paper" in methods.read_text(encoding="utf-8")
+    intro = (result.html_index.parent / "intro.html").read_text(encoding="utf-8")
+    assert re.search(r'href="methods.html">\s*Methods\s*<', intro)

@@ -281,7 +281,7 @@ def test_crop_cli_bad_params_and_bad_input_print_one_line(tmp_path, capsys):
 def synthetic_cohort(tmp_path_factory):
     from hcc_utils import synth
     from hcc_utils.cohort import load_manifest
-    from hcc_utils.config import SyntheticCohort
+    from hcc_utils.synth.params import SyntheticCohort
 
     folder = tmp_path_factory.mktemp("synthetic")
     manifest = synth.generate_cohort(SyntheticCohort(n=8, seed=3, image_size=64), folder, n_jobs=1,

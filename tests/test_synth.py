@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import gzip
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -15,7 +18,8 @@ import SimpleITK as sitk
 
 from hcc_utils import synth
 from hcc_utils.cohort import MANIFEST_COLUMNS, load_manifest
-from hcc_utils.config import SyntheticCohort
+from hcc_utils.synth import truth as synth_truth
+from hcc_utils.synth.params import SyntheticCohort
 
 SMALL = {"n": 8, "seed": 7, "image_size": 128}
 
@@ -104,8 +108,44 @@ def test_ground_truth_holds_latents_probabilities_and_oracle_auc(cohort):
     assert truth["er_probability"].between(0, 1, inclusive="neither").all()
     assert truth["oracle_auc"].nunique() == 1 and 0 <= truth["oracle_auc"].iloc[0] <= 1
     assert synth.read_ground_truth(cohort)["patient_id"].tolist() == truth["patient_id"].tolist()
+    assert list(truth.columns) == synth_truth.GROUND_TRUTH_COLUMNS
     with pytest.raises(FileNotFoundError, match="synthetic"):
         synth.read_ground_truth(cohort.parent / "images")
+
+
+def test_ground_truth_reader_names_the_file_and_the_missing_column(tmp_path):
+    path = tmp_path / synth_truth.GROUND_TRUTH_FILE
+    pd.DataFrame({"patient_id": ["HCC0001"], "p_er": [0.3]}).to_csv(path, index=False)
+    needed = [synth_truth.PATIENT_ID, synth_truth.PROBABILITY_COLUMN]
+    with pytest.raises(synth_truth.GroundTruthError, match="er_probability") as err:
+        synth_truth.read_ground_truth(tmp_path, columns=needed)
+    assert str(path) in str(err.value) and "generate the cohort again" in str(err.value)
+    pd.DataFrame({"patient_id": ["HCC0001"], "er_probability": [0.3]}).to_csv(path, index=False)
+    for where in (tmp_path, tmp_path / synth_truth.MANIFEST_FILE, path):
+        assert synth_truth.read_ground_truth(where, columns=needed)["er_probability"].tolist() == [0.3]
+    with pytest.raises(synth_truth.GroundTruthError, match="invasiveness"):
+        synth_truth.read_ground_truth(path)  # default: every column the generator writes
+
+
+def _modules_after(statement: str) -> list[str]:
+    code = f"import sys; {statement}; print(sorted(m for m in sys.modules if m.startswith('hcc_utils')))"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    return ast.literal_eval(done.stdout)
+
+
+def test_no_import_circle_between_the_run_params_and_the_generator():
+    assert not [m for m in _modules_after("import hcc_utils.config") if m.startswith("hcc_utils.synth")]
+    assert "hcc_utils.config" not in _modules_after("import hcc_utils.synth.generator")
+    validated = _modules_after("from hcc_utils.config import load_params; load_params('params/smoke.yaml')")
+    assert "hcc_utils.synth.params" in validated and "hcc_utils.synth.generator" not in validated
+
+
+def test_package_exports_resolve():
+    assert sorted(synth.__all__) == sorted(synth._EXPORTS)
+    for name in synth.__all__:
+        assert getattr(synth, name) is not None
+    assert synth.SyntheticCohort is SyntheticCohort and synth.truth is synth_truth
 
 
 def test_image_geometry_affine_and_hu_range(cohort):

@@ -1,9 +1,11 @@
-"""Synthetic arterial-phase abdominal CT anatomy for the embedded cohort (``hcc_utils.synth``).
+"""Synthetic arterial-phase abdominal CT anatomy for the embedded cohort (``hcc_utils.synth``), noise-free.
 
 The volume covers the liver from just below its inferior tip to just above the dome (paper, "CT scan": "from the
 apex of the diaphragm to the lower margin of the liver"), in axial slices of ``slice_thickness_mm`` (5 mm, Table
 1). Each slice is painted with vectorised numpy in the order body wall -> organs -> vessels -> bone, so later
-structures override earlier ones; small structures are painted inside their own bounding box only.
+structures override earlier ones; small structures are painted inside their own bounding box only. The voxel grid
+(``Geometry``), the scanner's noise and blur and the NIfTI output are in ``hcc_utils.synth.scanner``; the tumour is
+painted afterwards by ``hcc_utils.synth.lesion``.
 
 Array conventions (the DICOM/LPS convention that dcm2niix preserves): the volume is held as ``(z, y, x)`` in memory,
 ``x`` runs from the patient's right to left, ``y`` from anterior to posterior, ``z`` from inferior to superior. In
@@ -19,14 +21,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 
-from hcc_utils.config import ScannerProfile
-
-REFERENCE_MATRIX = 512
-"""The matrix the scanner profiles' pixel spacing and sharpness refer to (paper, Table 1)."""
+from hcc_utils.synth.scanner import Geometry
 
 
 class Tissue:
@@ -47,56 +45,6 @@ class Tissue:
 
 LESION_HOSTS = (Tissue.LIVER, Tissue.LIVER_VESSEL, Tissue.CAVITY)
 """Tissues a (possibly exophytic) tumour may occupy: it pushes other organs aside, never crosses the wall."""
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """The voxel grid of one patient: ``size`` x ``size`` pixels, ``n_slices`` axial slices, spacing in mm."""
-
-    size: int
-    n_slices: int
-    spacing_mm: tuple[float, float, float]  # (x, y, z)
-
-    @cached_property
-    def u(self) -> np.ndarray:
-        """x positions (mm, patient right -> left) from the centre of the field of view, shape ``(1, size)``."""
-        dx = self.spacing_mm[0]
-        return ((np.arange(self.size, dtype=np.float32) - (self.size - 1) / 2) * dx)[None, :]
-
-    @cached_property
-    def v(self) -> np.ndarray:
-        """y positions (mm, anterior -> posterior) from the centre of the field of view, shape ``(size, 1)``."""
-        dy = self.spacing_mm[1]
-        return ((np.arange(self.size, dtype=np.float32) - (self.size - 1) / 2) * dy)[:, None]
-
-    @property
-    def z(self) -> np.ndarray:
-        """Slice positions (mm, inferior -> superior) from the lowest slice, shape ``(n_slices,)``."""
-        return np.arange(self.n_slices, dtype=np.float64) * self.spacing_mm[2]
-
-    @property
-    def fov_mm(self) -> float:
-        return self.size * self.spacing_mm[0]
-
-    def affine(self) -> np.ndarray:
-        """The NIfTI (RAS) voxel-to-world affine of an array indexed ``[x, y, z]``.
-
-        World LPS = (i dx + o_x, j dy + o_y, k dz + o_z) with the field of view centred on the table axis; RAS
-        negates the first two axes, so SimpleITK (LPS) reports an identity direction and the spacing as given.
-        """
-        dx, dy, dz = self.spacing_mm
-        origin_lps = np.array([-(self.size - 1) / 2 * dx, -(self.size - 1) / 2 * dy, -250.0])
-        affine = np.diag([-dx, -dy, dz, 1.0])
-        affine[:3, 3] = origin_lps * np.array([-1.0, -1.0, 1.0])
-        return affine
-
-
-def make_geometry(scanner: ScannerProfile, image_size: int, slice_thickness_mm: float,
-                  extent_mm: float) -> Geometry:
-    """The grid for one scanner: pixel spacing scaled by 512 / ``image_size`` so the field of view (mm) is kept."""
-    dxy = scanner.pixel_spacing_mm * REFERENCE_MATRIX / image_size
-    n_slices = int(np.ceil(extent_mm / slice_thickness_mm)) + 1
-    return Geometry(size=image_size, n_slices=n_slices, spacing_mm=(dxy, dxy, float(slice_thickness_mm)))
 
 
 @dataclass(frozen=True)

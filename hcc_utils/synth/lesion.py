@@ -1,8 +1,8 @@
 """The HCC lesion of one synthetic patient: 3D shape, arterial-phase appearance and the two readers' masks.
 
 The phenotype (size, margin irregularity, internal heterogeneity, necrosis, capsule, satellite nodules, peritumoral
-enhancement, degree of arterial hyperenhancement) is drawn in ``hcc_utils.synth`` from the patient's latent
-biology; this module turns it into voxels. Everything is computed inside the lesion's bounding box.
+enhancement, degree of arterial hyperenhancement) is drawn in ``hcc_utils.synth.biology`` from the patient's
+latent biology; this module turns it into voxels. Everything is computed inside the lesion's bounding box.
 
 Shape: an ellipsoid of the drawn diameter whose radius is modulated by a smooth random function of direction (a
 sum of cosines of the direction vector, low frequencies for lobulation and higher ones for margin irregularity),
@@ -24,7 +24,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
-from hcc_utils.synth_anatomy import LESION_HOSTS, Geometry, Tissue
+from hcc_utils.synth.anatomy import LESION_HOSTS, Tissue
+from hcc_utils.synth.scanner import Geometry
 
 NECROSIS_HU = 25.0
 CAPSULE_HU = 50.0
@@ -34,7 +35,7 @@ READER2_DICE_RANGE = (0.86, 0.94)
 
 @dataclass(frozen=True)
 class LesionPhenotype:
-    """What the lesion looks like (drawn from the latent biology in ``hcc_utils.synth``)."""
+    """What the lesion looks like (drawn from the latent biology in ``hcc_utils.synth.biology``)."""
 
     diameter_mm: float
     irregularity: float  # SD of the relative radius modulation (fraction of the radius)
