@@ -2,9 +2,10 @@
 
 Files: ``predictions/<slug>_patients.csv`` (``artifacts.PATIENT_PREDICTIONS``), one per model of
 ``hcc_utils.model_registry``, with columns ``patient_id, split, er, prob, prob_oof``. ``prob`` is the final
-model's probability of ER (fitted on training patients only); ``prob_oof`` the out-of-fold probability for training
-patients and ``prob`` again for validation patients. Validation rows always use ``prob``; training rows use ``prob`` (apparent) or ``prob_oof``, by
-``params.evaluation.train_predictions``. A model without a file is left out with a note.
+model's probability of ER (fitted on training patients only); ``prob_oof`` the out-of-fold probability for
+training patients and ``prob`` again for validation patients. Validation rows always use ``prob``; training rows
+use ``prob`` (apparent) or ``prob_oof``, by ``params.evaluation.train_predictions``. A model without a file is
+left out with a note.
 """
 
 from __future__ import annotations
