@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from hcc_utils import artifacts, calibration, sample_size, stats
-from hcc_utils.cohort import SPLITS
+from hcc_utils.cohort import SPLITS, ground_truth_path
 from hcc_utils.config import EvaluationConfig, Params
 from hcc_utils.model_predictions import ModelPredictions, load_predictions  # noqa: F401  (notebook 06 calls it)
 from hcc_utils.run_folder import RunFolder
@@ -245,8 +245,6 @@ def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = N
     yet) the table is empty and ``attrs["note"]`` says why; a ground-truth file without that column is an error.
     """
     empty = pd.DataFrame(columns=ORACLE_COLUMNS)
-    from hcc_utils.cohort import ground_truth_path
-
     path = synth_truth.ground_truth_file(manifest) if manifest is not None else ground_truth_path(params)
     if path is None or not path.is_file():
         empty.attrs["note"] = ("No ground truth for this cohort (only a generated synthetic cohort has "

@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from hcc_utils import artifacts
-from hcc_utils.cohort import load_cohort
+from hcc_utils.cohort import ground_truth_path, load_cohort
 from hcc_utils.config import Params
 from hcc_utils.model_registry import DL_MIL
 from hcc_utils.run_folder import RunFolder
@@ -224,8 +224,6 @@ def latent_reference(params: Params, patient_ids=None) -> pd.DataFrame | None:
     synthetic cohort not generated yet (no ground truth); a ground-truth file without those columns is an error
     (``GroundTruthError``) naming the file.
     """
-    from hcc_utils.cohort import ground_truth_path
-
     path = ground_truth_path(params)
     if path is None:
         return None
