@@ -1,4 +1,4 @@
-"""Command line: ``python -m hcc_utils {run, synth, crop, dicom2nifti}``.
+"""Command line: ``python -m hcc_utils {run, check, synth, crop, dicom2nifti}``.
 
 Each command imports only what it needs, so ``crop`` and ``dicom2nifti`` start fast (no torch).
 """
@@ -19,6 +19,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="run folder (default: runs/<params name>, never overwritten)")
     run.add_argument("--resume", action="store_true", help="continue --out, skipping finished notebooks")
     run.add_argument("--no-book", action="store_true", help="execute the notebooks but do not render HTML")
+
+    check = sub.add_parser("check", help="check a cohort before a run: the params, the manifest, every patient's "
+                           "files; nothing is trained")
+    check.add_argument("--params", required=True, type=Path, help="parameter file, e.g. params/default.yaml")
+    check.add_argument("--out", type=Path, help="CSV of the findings (default: check-<params name>.csv here, "
+                       "never overwritten)")
 
     synth = sub.add_parser("synth", help="generate a synthetic HCC cohort (NIfTI volumes, masks, cohort.csv)")
     synth.add_argument("--n", type=int, default=191, help="patients (default 191, the paper's cohort size)")
@@ -54,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         if result.html_index is not None:
             print(f"Report: {result.html_index}")
         return 0
+    if args.command == "check":
+        return _check(args)
     if args.command == "synth":
         from hcc_utils import synth
 
@@ -66,6 +74,46 @@ def main(argv: list[str] | None = None) -> int:
         series = int(args.series) if args.series is not None and args.series.isdigit() else args.series
         return io.main_dicom2nifti_cli(args.src, args.out, series=series)
     return 2
+
+
+def _check(args: argparse.Namespace) -> int:
+    """``check``: 0 when the cohort can run (patients may be excluded), 1 when it cannot, 2 for bad parameters."""
+    from hcc_utils.cohort import CohortError
+    from hcc_utils.config import ParamsError, load_params
+    from hcc_utils.intake import check_cohort, check_report, plan_split, preflight
+
+    if args.out is not None and args.out.exists():
+        print(f"error: '{args.out}' exists and is never overwritten; choose another --out")
+        return 2
+    try:
+        params = load_params(args.params)
+        problems = preflight(params)
+        check = check_cohort(params)
+    except (ParamsError, CohortError) as err:
+        print(f"error: {err}")
+        return 2
+    out = args.out or _free_name(Path(f"check-{params.name}.csv"))
+    check_report(check).to_csv(out, index=False)
+    print(check.line())
+    for row in check.findings.itertuples(index=False):
+        print(f"  {row.severity}: {row.message}")
+    for problem in problems:
+        print(f"  params: {problem}")
+    try:
+        plan_split(check, params)
+    except CohortError as err:
+        problems.append(str(err))
+        print(f"cannot run: {err}")
+    print(f"findings written to {out}")
+    return 1 if problems else 0
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``stem-2.csv``, ``stem-3.csv``, ... when it exists (a report is never overwritten)."""
+    candidate, k = path, 2
+    while candidate.exists():
+        candidate, k = path.with_name(f"{path.stem}-{k}{path.suffix}"), k + 1
+    return candidate
 
 
 def _crop(args: argparse.Namespace) -> int:

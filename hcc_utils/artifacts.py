@@ -13,15 +13,16 @@ from which notebook::
 The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)::
 
     params.yaml  provenance.json  status.json  exclusions.csv  book_build.log   (the runner, every stage)
-    tables/      cohort_split.csv (01), cnn_history.csv, table3_slice_cnn.csv (03), mil_features.csv (04),
+    tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv (03), mil_features.csv (04),
                  <slug>_selection.csv, <slug>_grid.csv, radiomics_icc.csv, table2_baseline.csv (05),
                  table4_models.csv, delong.csv (06), table5_pathology.csv (08), and NAME.csv a notebook shows
     figures/     NAME.png
     models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv (03),
                  <slug>.joblib, <slug>_features.json (05)
     predictions/ slice_predictions.csv (03), <slug>_patients.csv (05)
-    cache/       stacks/<patient>.npz, .json and slices/dataset.npz, dataset.json, patients.csv, stack_info.csv (02);
-                 cnn/<architecture>_slices.csv, _history.csv (03); radiomics/<patient>_<reader>.json (05)
+    cache/       checks/<patient>.json (01); stacks/<patient>.npz, .json and slices/dataset.npz, dataset.json,
+                 patients.csv, stack_info.csv (02); cnn/<architecture>_slices.csv, _history.csv (03);
+                 radiomics/<patient>_<reader>.json (05)
     notebooks/   the executed notebooks;  book/  the rendered report
 
 Model slugs come from :mod:`hcc_utils.model_registry`. This module imports no other module of the package.
@@ -100,6 +101,10 @@ EXCLUSIONS = Artifact("exclusions.csv", "every stage", "patients excluded or war
 
 SPLIT = Artifact("tables/cohort_split.csv", "01_preprocessing", "the patient-level split, decided once",
                  ("patient_id", "er", "split"))
+
+INPUT_CHECK = Artifact("tables/input_check.csv", "01_preprocessing", "each patient's intake verdict",
+                       ("patient_id", "er", "status", "findings"))
+PATIENT_CHECK = Artifact("cache/checks/{stem}.json", "01_preprocessing", "one patient's file check (cached)")
 
 STACK = Artifact("cache/stacks/{stem}.npz", "02_slices_2p5d", "one patient's 2.5D stack (uint8 images, masks)")
 STACK_INFO = Artifact("cache/stacks/{stem}.json", "02_slices_2p5d", "one stack's indices, crop box, warnings")

@@ -8,9 +8,9 @@ Codings: ``er`` 0/1 (recurrence within 2 years of resection), ``gender`` ``M``/`
 ``mvi_grade`` 0/1/2 (M0/M1/M2), ``ki67`` a fraction in [0, 1], ``edmondson`` 1-4 (grade I-IV). Clinical and
 pathology columns may be empty (missing); the clinical model's missing-value policy is a parameter.
 
-The patient-level split is decided once, by notebook 01 (:func:`decide_split`, written to
-``tables/cohort_split.csv``); every later stage reads it with :func:`load_cohort`, which refuses a run folder
-without it ("run 01_preprocessing first") and a manifest that changed since.
+The patient-level split is decided once, by notebook 01 over the usable patients (``hcc_utils.intake.decide_split``,
+written to ``tables/cohort_split.csv``); every later stage reads it with :func:`load_cohort`, which refuses a run
+folder without it ("run 01_preprocessing first") and a manifest that changed since.
 """
 
 from __future__ import annotations
@@ -176,15 +176,6 @@ def split_patients(table: pd.DataFrame, cfg: CohortConfig) -> pd.Series:
                      index=table["patient_id"].to_numpy(), name="split")
 
 
-def decide_split(params: Params, run) -> pd.DataFrame:
-    """Notebook 01: the manifest with its ``split`` column, decided here once and written to the run folder
-    (``artifacts.SPLIT``); every later stage reads it back with :func:`load_cohort`."""
-    table = load_manifest(manifest_path(params), params.cohort.columns)
-    table["split"] = split_patients(table, params.cohort).to_numpy()
-    artifacts.write_split(run, table)
-    return table
-
-
 def load_cohort(params: Params, run) -> pd.DataFrame:
     """The run's manifest with absolute paths and the ``split`` column notebook 01 decided (never split again).
 
@@ -193,7 +184,9 @@ def load_cohort(params: Params, run) -> pd.DataFrame:
         CohortError: the manifest changed since the split was decided (patients added, removed or relabelled).
     """
     split = artifacts.read_split(run).set_index("patient_id")
-    table = load_manifest(manifest_path(params), params.cohort.columns)
+    table = load_manifest(manifest_path(params), params.cohort.columns, invalid_rows="exclude")
+    left_out = run.excluded_ids() - set(split.index)  # excluded by notebook 01's intake, before the split
+    table = table[~table["patient_id"].isin(left_out)].reset_index(drop=True)
     ids = table["patient_id"]
     added, removed = sorted(set(ids) - set(split.index)), sorted(set(split.index) - set(ids))
     relabelled = sorted(p for p in set(ids) & set(split.index)

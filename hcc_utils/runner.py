@@ -33,6 +33,9 @@ METHOD_FILE = PROJECT_ROOT / "docs" / "method.md"
 #: The Methods chapter: its page in the book (``METHOD_FILE`` copied as ``<METHODS_PAGE>.md``) and its title.
 METHODS_PAGE, METHODS_TITLE = "methods", "Methods"
 
+INTAKE_NOTEBOOK = "01_preprocessing"
+"""The chapter that decides who is usable and the split; the runner checks the cohort before it runs."""
+
 #: The book, in run order: (notebook file stem, chapter title in the table of contents).
 NOTEBOOKS: list[tuple[str, str]] = [
     ("01_preprocessing", "Cohort and preprocessing"),
@@ -200,6 +203,8 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
     executed, skipped = [], []
     write_provenance(run, params, params_file, started, status)
     echo(f"Run folder: {run.root}")
+    if any(name == INTAKE_NOTEBOOK and status.get(name, {}).get("state") != "done" for name, _ in notebooks):
+        check_inputs(params, params_file, run, echo)
     for k, (name, _title) in enumerate(notebooks, 1):
         if resume and status.get(name, {}).get("state") == "done":
             echo(f"[{k}/{len(notebooks)}] {name}: finished before, skipped")
@@ -208,6 +213,7 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         echo(f"[{k}/{len(notebooks)}] {name} ...")
         status[name] = {"state": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         _write_status(run, status)
+        logged = _logged_issues(run)
         try:
             seconds = execute_notebook(name, run, Path(notebook_dir), hint, cell_timeout)
         except NotebookFailed:
@@ -218,10 +224,67 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         status[name].update(state="done", seconds=round(seconds, 1))
         _write_status(run, status)
         executed.append(name)
-        echo(f"[{k}/{len(notebooks)}] {name}: done in {seconds:.0f} s")
+        echo(f"[{k}/{len(notebooks)}] {name}: done in {seconds:.0f} s{_new_issues(run, logged)}")
     html = build_book(run, notebooks, params) if build else None
     write_provenance(run, params, params_file, started, status, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return RunResult(run.root, html, executed, skipped)
+
+
+def check_inputs(params: Params, params_file: Path, run: RunFolder, echo=print) -> None:
+    """Before chapter 01: the files the params name and the whole cohort (``hcc_utils.intake``), so nothing long
+    starts on a cohort that cannot finish. The per-patient checks are cached for chapter 01.
+
+    Raises:
+        RunError: a named file cannot be used, the manifest cannot be read, or too few usable patients remain.
+    """
+    from hcc_utils import intake
+    from hcc_utils.cohort import CohortError
+
+    advice = f"python -m hcc_utils check --params {params_file} lists every problem"
+    problems = intake.preflight(params)
+    if problems:
+        raise RunError("the parameters name files that cannot be used:\n" + "\n".join(f"  - {p}" for p in problems))
+    try:
+        check = intake.check_cohort(params, run, progress=False)
+        echo(f"Inputs: {check.line()}")
+        intake.plan_split(check, params)
+    except CohortError as exc:
+        raise RunError(f"the cohort cannot run: {exc}\n  {advice}") from None
+
+
+def _logged_issues(run: RunFolder) -> set[tuple]:
+    return set(run.exclusions()[["patient_id", "stage", "severity"]].itertuples(index=False, name=None))
+
+
+def _new_issues(run: RunFolder, before: set[tuple]) -> str:
+    """``"; 2 patients excluded, 1 warned (exclusions.csv, and the chapter says why)"``, or nothing."""
+    new = _logged_issues(run) - before
+    excluded = {pid for pid, _, severity in new if severity == "excluded"}
+    warned = {pid for pid, _, severity in new if severity == "warning"} - excluded
+    if not new:
+        return ""
+    return (f"; {len(excluded)} patient(s) excluded, {len(warned)} warned here ({run.exclusions_file.name}; the "
+            "chapter says why)")
+
+
+STAGE_CHAPTERS = {"cohort": "01_preprocessing", "inputs": "01_preprocessing", "slices": "02_slices_2p5d",
+                  "radiomics": "05_models"}
+"""Where each stage of ``exclusions.csv`` shows its patients (the landing page links there)."""
+
+
+def patients_line(run: RunFolder, notebooks: list[tuple[str, str]]) -> str:
+    """The landing page's line on excluded patients, with a link to each chapter that lists them."""
+    table = run.exclusions()
+    excluded = table[table["severity"] == "excluded"]
+    if excluded.empty:
+        return "no patient was excluded"
+    titles = dict(notebooks)
+    parts = []
+    for chapter, rows in excluded.groupby(excluded["stage"].map(STAGE_CHAPTERS).fillna(""), sort=True):
+        title = titles.get(chapter)
+        where = f"[{title}](notebooks/{chapter}.ipynb)" if title else "exclusions.csv"
+        parts.append(f"{rows['patient_id'].nunique()} in {where}")
+    return f"{excluded['patient_id'].nunique()} excluded ({'; '.join(parts)}), with the reasons"
 
 
 def table_of_contents(notebooks: list[tuple[str, str]]) -> dict:
@@ -251,6 +314,7 @@ def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params:
     chapters += f"\n{len(notebooks) + 1}. {METHODS_TITLE}: every step, the paper's values and our choices"
     intro = intro.replace("{{run_name}}", run.root.name).replace("{{protocol}}", params.protocol)
     intro = intro.replace("{{chapters}}", chapters).replace("{{params}}", params.dump_yaml())
+    intro = intro.replace("{{patients}}", patients_line(run, notebooks))
     (book / "intro.md").write_text(intro, encoding="utf-8")
     (book / "_toc.yml").write_text(yaml.safe_dump(table_of_contents(notebooks), sort_keys=False), encoding="utf-8")
     return book

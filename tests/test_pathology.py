@@ -17,7 +17,7 @@ import pytest
 from scipy import stats
 
 from hcc_utils import artifacts, pathology
-from hcc_utils.cohort import decide_split
+from hcc_utils.cohort import load_manifest, split_patients
 from hcc_utils.config import params_from_dict
 from hcc_utils.plots.pathology import correlation_heatmap
 from hcc_utils.run_folder import RunFolder
@@ -180,7 +180,8 @@ def test_load_inputs_from_the_run_folder_and_manifest(tmp_path):
     (run.models / "dl_mil_features.json").write_text(json.dumps(["BoW_1", "BoW_09"]))
     with pytest.raises(FileNotFoundError, match="run 01_preprocessing first"):
         pathology.load_inputs(run, params)
-    decide_split(params, run)
+    table = load_manifest(params.cohort.manifest)
+    artifacts.write_split(run, table.assign(split=split_patients(table, params.cohort).to_numpy()))  # notebook 01
     feats, path = pathology.load_inputs(run, params)
     assert list(feats.columns) == ["BoW_1", "BoW_09"] and len(feats) == 20
     np.testing.assert_allclose(path["mvi_grade"], cohort.loc[feats.index, "mvi_grade"])
