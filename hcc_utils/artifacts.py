@@ -13,9 +13,10 @@ from which notebook::
 The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)::
 
     params.yaml  provenance.json  status.json  exclusions.csv  book_build.log   (the runner, every stage)
-    tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv (03), mil_features.csv (04),
-                 <slug>_selection.csv, <slug>_grid.csv, radiomics_icc.csv, table2_baseline.csv (05),
-                 table4_models.csv, delong.csv (06), table5_pathology.csv (08), and NAME.csv a notebook shows
+    tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv (03),
+                 mil_features.csv (04), <slug>_selection.csv, <slug>_grid.csv, radiomics_icc.csv,
+                 table2_baseline.csv (05), table4_models.csv, delong.csv (06), table5_pathology.csv (08),
+                 and NAME.csv a notebook shows
     figures/     NAME.png
     models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv (03),
                  <slug>.joblib, <slug>_features.json (05)
