@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from hcc_utils.run_folder import RunFolder
 from hcc_utils.runner import NOTEBOOKS, run_book
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,34 +47,61 @@ def test_outputs_in_the_run_folder(smoke_run):
 
 
 @pytest.mark.book
-def test_bad_patients_are_excluded_and_shown_not_fatal(tmp_path):
-    """A user's cohort with a truncated image and a missing mask: chapters 01-02 finish and name both."""
+def test_a_cohort_with_bad_patients_runs_the_whole_book_without_them(tmp_path):
+    """A user's cohort (the smoke cohort's files) with a 2D image, NaN voxels, one image under two ids, an invalid
+    outcome, a truncated image and a missing mask: the whole book runs on the others and names each excluded one."""
     import shutil
 
     import nbformat
+    import numpy as np
     import pandas as pd
+    import SimpleITK as sitk
     import yaml
 
     from hcc_utils.cohort import ensure_synthetic
     from hcc_utils.config import load_params
+    from hcc_utils.runner import patients_line
 
+    smoke = yaml.safe_load((ROOT / "params" / "smoke.yaml").read_text(encoding="utf-8"))
     source = ensure_synthetic(load_params(ROOT / "params" / "smoke.yaml").cohort.synthetic).parent
     cohort = tmp_path / "cohort"
     shutil.copytree(source, cohort)
-    manifest = pd.read_csv(cohort / "cohort.csv", dtype={"patient_id": str}).head(12)
-    manifest.to_csv(cohort / "cohort.csv", index=False)
-    broken, missing = manifest.loc[0], manifest.loc[1]
-    image = cohort / broken["image"]
-    image.write_bytes(image.read_bytes()[: image.stat().st_size // 2])
-    (cohort / missing["mask"]).unlink()
+    manifest = pd.read_csv(cohort / "cohort.csv", dtype={"patient_id": str})
+    ids = manifest["patient_id"].tolist()
+    flat, nan, original, invalid, truncated, unmasked = ids[:6]
+    path = dict(zip(ids, manifest["image"], strict=True))
+    image = sitk.ReadImage(str(cohort / path[flat]))
+    sitk.WriteImage(image[:, :, image.GetDepth() // 2], str(cohort / path[flat]))
+    values = sitk.GetArrayFromImage(sitk.ReadImage(str(cohort / path[nan]))).astype(np.float32)
+    values[:, :10] = np.nan
+    broken = sitk.GetImageFromArray(values)
+    broken.CopyInformation(sitk.ReadImage(str(cohort / path[nan])))
+    sitk.WriteImage(broken, str(cohort / path[nan]))
+    copy = manifest[manifest["patient_id"] == original].assign(patient_id="COPY", image="copy.nii.gz")
+    shutil.copy(cohort / path[original], cohort / "copy.nii.gz")
+    manifest.loc[manifest["patient_id"] == invalid, "er"] = 2
+    data = (cohort / path[truncated]).read_bytes()
+    (cohort / path[truncated]).write_bytes(data[: len(data) // 2])
+    (cohort / manifest.set_index("patient_id").at[unmasked, "mask"]).unlink()
+    pd.concat([manifest, copy]).to_csv(cohort / "cohort.csv", index=False)
+    smoke.update(name="mine", cohort={"manifest": str(cohort / "cohort.csv")})
+    smoke["radiomics"]["settings"] = str(ROOT / "params" / "radiomics_smoke.yaml")
     params = tmp_path / "mine.yaml"
-    params.write_text(yaml.safe_dump({"name": "mine", "cohort": {"manifest": str(cohort / "cohort.csv")},
-                                      "slices": {"size": 32}}))
-    result = run_book(params, out=tmp_path / "run", build=False, notebooks=NOTEBOOKS[:2], echo=print,
-                      cell_timeout=300)
-    excluded = pd.read_csv(result.run_dir / "exclusions.csv", dtype=str)
-    assert set(excluded.loc[excluded["severity"] == "excluded", "patient_id"]) == {broken["patient_id"],
-                                                                                   missing["patient_id"]}
-    shown = nbformat.read(result.run_dir / "notebooks" / "02_slices_2p5d.ipynb", as_version=4)
+    params.write_text(yaml.safe_dump(smoke), encoding="utf-8")
+
+    result = run_book(params, out=tmp_path / "run", build=False, echo=print, cell_timeout=600)
+
+    assert result.executed == [name for name, _ in NOTEBOOKS]
+    excluded = pd.read_csv(result.run_dir / "exclusions.csv", dtype=str).query("severity == 'excluded'")
+    bad = {flat, nan, original, "COPY", invalid, truncated, unmasked}
+    assert set(excluded["patient_id"]) == bad
+    reasons = excluded.groupby("patient_id")["message"].agg(" ".join)
+    for pid, phrase in ((flat, "2D"), (nan, "NaN"), (original, "COPY"), ("COPY", original), (invalid, "er"),
+                        (truncated, "truncated"), (unmasked, "not found")):
+        assert phrase in reasons[pid], (pid, reasons[pid])
+    split = pd.read_csv(result.run_dir / "tables" / "cohort_split.csv", dtype={"patient_id": str})
+    assert not set(split["patient_id"]) & bad and len(split) == len(ids) - 6
+    shown = nbformat.read(result.run_dir / "notebooks" / "01_preprocessing.ipynb", as_version=4)
     text = json.dumps([c.get("outputs", []) for c in shown.cells])
-    assert broken["patient_id"] in text and missing["patient_id"] in text and "10 of 12 patients" in text
+    assert all(pid in text for pid in bad)
+    assert patients_line(RunFolder(result.run_dir), NOTEBOOKS).startswith("7 excluded (7 in [Cohort")
