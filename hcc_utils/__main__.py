@@ -1,18 +1,35 @@
 """Command line: ``python -m hcc_utils {run, check, synth, crop, dicom2nifti}``.
 
-Each command imports only what it needs, so ``crop`` and ``dicom2nifti`` start fast (no torch).
+Each command imports only what it needs, so ``crop`` and ``dicom2nifti`` start fast (no torch). Bad input to any
+command (an option out of range, a missing or invalid file, an output that exists or cannot be written) ends in
+``error: ...`` line(s) on stderr and exit code 2, never a traceback: :func:`main` catches it in one place
+(``BAD_INPUT``), so a new command gets this by raising one of those exceptions. No output is overwritten unless
+``--force`` is given, and then only the files the command writes.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+
+BAD_INPUT = ("pydantic:ValidationError", "hcc_utils.config:ParamsError", "hcc_utils.inputs_check:PatientInputError",
+             "hcc_utils.cohort:CohortError", "hcc_utils.runner:RunError", "hcc_utils.synth.truth:GroundTruthError")
+"""The exceptions (``module:class``) that mean bad input rather than a bug, besides ``UsageError`` and ``OSError``.
+Looked up only among the modules already imported: an exception of a module never loaded cannot have been raised."""
+
+_BOUND_WORDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot be used; each line names the option, the value and what to do."""
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hcc_utils", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    force = "overwrite the files this command writes (other files in the folder are left alone)"
 
     run = sub.add_parser("run", help="execute the book's notebooks into a run folder and render the report")
     run.add_argument("--params", required=True, type=Path, help="parameter file, e.g. params/default.yaml")
@@ -29,70 +46,165 @@ def _parser() -> argparse.ArgumentParser:
     synth = sub.add_parser("synth", help="generate a synthetic HCC cohort (NIfTI volumes, masks, cohort.csv)")
     synth.add_argument("--n", type=int, default=191, help="patients (default 191, the paper's cohort size)")
     synth.add_argument("--seed", type=int, default=2025)
-    synth.add_argument("--out", type=Path, required=True, help="output folder")
+    synth.add_argument("--out", type=Path, required=True, help="output folder, empty or new")
     synth.add_argument("--image-size", type=int, default=None, help="in-plane matrix (default 512)")
+    synth.add_argument("--force", action="store_true", help=f"write into a folder that is not empty: {force}")
 
     crop = sub.add_parser("crop", help="one patient's 2.5D stack: 11 PNG slices and a JSON of indices and crop")
     crop.add_argument("--image", required=True, type=Path, help="CT volume (NIfTI/NRRD/MHA or DICOM folder)")
     crop.add_argument("--mask", required=True, type=Path, help="tumour mask")
-    crop.add_argument("--out", required=True, type=Path, help="output folder")
+    crop.add_argument("--out", required=True, type=Path, help="output folder, empty or new")
     crop.add_argument("--params", type=Path, default=None, help="parameter file (default: built-in defaults)")
+    crop.add_argument("--force", action="store_true", help=f"write into a folder that is not empty: {force}")
 
     d2n = sub.add_parser("dicom2nifti", help="convert one DICOM series folder to NIfTI without identifiers")
     d2n.add_argument("src", type=Path, help="folder with the series' DICOM files")
-    d2n.add_argument("out", type=Path, help="output .nii.gz")
+    d2n.add_argument("out", type=Path, help="output .nii.gz (a new file)")
     d2n.add_argument("--series", default=None, help="which series when the folder holds several: its index "
                      "(0, 1, ...) or its SeriesInstanceUID")
+    d2n.add_argument("--force", action="store_true", help="overwrite OUT when it exists")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; 0 on success, 2 after ``error: ...`` line(s) on stderr when its input cannot be used.
+
+    A wrong command or option (argparse's own check) exits with 2 through ``SystemExit`` after argparse's usage
+    line."""
     args = _parser().parse_args(argv)
-    if args.command == "run":
-        from hcc_utils.config import ParamsError
-        from hcc_utils.runner import RunError, run_book
+    command = {"run": _run, "check": _check, "synth": _synth, "crop": _crop, "dicom2nifti": _dicom2nifti}[args.command]
+    try:
+        return command(args)
+    except _bad_input() as err:
+        for line in error_lines(err):
+            print(f"error: {line}", file=sys.stderr)
+        return 2
 
-        try:
-            result = run_book(args.params, out=args.out, resume=args.resume, build=not args.no_book)
-        except (ParamsError, RunError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        if result.html_index is not None:
-            print(f"Report: {result.html_index}")
-        return 0
-    if args.command == "check":
-        return _check(args)
-    if args.command == "synth":
-        from hcc_utils import synth
 
-        return synth.main_cli(n=args.n, seed=args.seed, out=args.out, image_size=args.image_size) or 0
-    if args.command == "crop":
-        return _crop(args)
-    if args.command == "dicom2nifti":
-        from hcc_utils import io
+def _bad_input() -> tuple[type[BaseException], ...]:
+    """``UsageError``, ``OSError`` and the classes of ``BAD_INPUT`` whose module is loaded (evaluated only when a
+    command raised, so no command pays for importing another's modules)."""
+    classes = [UsageError, OSError]
+    for spec in BAD_INPUT:
+        module, name = spec.split(":")
+        if module in sys.modules:
+            classes.append(getattr(sys.modules[module], name))
+    return tuple(classes)
 
-        series = int(args.series) if args.series is not None and args.series.isdigit() else args.series
-        return io.main_dicom2nifti_cli(args.src, args.out, series=series)
-    return 2
+
+def error_lines(err: BaseException) -> list[str]:
+    """The message of a bad-input exception as lines without the ``error: `` prefix, each a single line.
+
+    A pydantic error gives one line per invalid value (``loc value: message``); an ``OSError`` names the file
+    (name only: folders may hold identifiers) and says to check the path; others are their own message with its
+    whitespace collapsed.
+    """
+    from pydantic import ValidationError
+
+    if isinstance(err, UsageError):
+        return [" ".join(line.split()) for line in str(err).splitlines() if line.strip()]
+    if isinstance(err, ValidationError):
+        return [" ".join(f"{'.'.join(map(str, e['loc']))} {e.get('input')!r}: {e['msg']}".split()) if e["loc"]
+                else " ".join(f"{err.title}: {e['msg']}".split()) for e in err.errors()]
+    if isinstance(err, OSError) and err.filename:
+        return [f"'{Path(err.filename).name}': {err.strerror or err}; check the path and its permissions"]
+    return [" ".join(str(err).split())]
+
+
+def validated(model, what: str, **values):
+    """``model(**values)`` for options named like its fields (``image_size`` is ``--image-size``).
+
+    Raises:
+        UsageError: one line per invalid option, e.g. ``--n 3: the generator needs at least 8 and at most 100000
+            (patients)``: the bounds and the meaning come from the model's field, ``what`` names who needs them.
+    """
+    from pydantic import ValidationError
+
+    try:
+        return model(**values)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            field = model.model_fields.get(e["loc"][0]) if e["loc"] else None
+            if field is None:
+                lines.append(e["msg"])
+                continue
+            option = f"--{str(e['loc'][0]).replace('_', '-')} {e.get('input')}"
+            bounds = [f"{word} {getattr(m, key)}" for m in field.metadata for key, word in _BOUND_WORDS.items()
+                      if getattr(m, key, None) is not None]
+            meaning = f" ({field.description})" if field.description else ""
+            if e["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") and bounds:
+                lines.append(f"{option}: {what} needs {' and '.join(bounds)}{meaning}")
+            else:
+                lines.append(f"{option}: {e['msg']}{meaning}")
+        raise UsageError("\n".join(lines)) from None
+
+
+def writable_folder(path: Path, force: bool) -> None:
+    """Refuse an output folder that is a file, holds files already (unless ``force``) or cannot be created.
+
+    Creates nothing: the command makes the folder when it writes its first file.
+
+    Raises:
+        UsageError: naming the folder (quoted, name only) and what to do.
+    """
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"--out '{path.name}' is a file, not a folder; choose a folder")
+        if not force and any(path.iterdir()):
+            raise UsageError(f"--out '{path.name}' is not empty; choose another folder or add --force (which "
+                             "overwrites only the files this command writes)")
+    _can_create(path, "--out")
+
+
+def _can_create(path: Path, option: str) -> None:
+    """The nearest existing folder at or above ``path`` (a folder, or the file to be written) is one this process
+    may write in; ``option`` names the argument in the message."""
+    above = path if path.is_dir() else path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise UsageError(f"{option} '{path.name}': '{above.name}' above it is a file, not a folder; choose another "
+                         f"{option}")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} '{path.name}': cannot write in '{above.name}' (permission denied); choose a "
+                         "folder you can write to")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from hcc_utils.runner import run_book
+
+    result = run_book(args.params, out=args.out, resume=args.resume, build=not args.no_book)
+    if result.html_index is not None:
+        print(f"Report: {result.html_index}")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from hcc_utils import synth
+    from hcc_utils.synth.params import SyntheticCohort
+
+    sizes = {"image_size": args.image_size} if args.image_size is not None else {}
+    validated(SyntheticCohort, "the generator", n=args.n, seed=args.seed, **sizes)
+    writable_folder(args.out, args.force)
+    synth.main_cli(n=args.n, seed=args.seed, out=args.out, image_size=args.image_size, overwrite=args.force)
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
-    """``check``: 0 when the cohort can run (patients may be excluded), 1 when it cannot, 2 for bad parameters."""
+    """``check``: 0 when the cohort can run (patients may be excluded), 1 when it cannot, 2 for bad parameters
+    or a manifest that cannot be read at all (through :func:`main`)."""
     from hcc_utils.cohort import CohortError
-    from hcc_utils.config import ParamsError, load_params
+    from hcc_utils.config import load_params
     from hcc_utils.intake import check_cohort, check_report, plan_split, preflight
 
     if args.out is not None and args.out.exists():
-        print(f"error: '{args.out}' exists and is never overwritten; choose another --out")
-        return 2
-    try:
-        params = load_params(args.params)
-        problems = preflight(params)
-        check = check_cohort(params)
-    except (ParamsError, CohortError) as err:
-        print(f"error: {err}")
-        return 2
+        raise UsageError(f"--out '{args.out.name}' exists and is never overwritten; choose another --out")
+    params = load_params(args.params)
+    problems = preflight(params)
+    check = check_cohort(params)
     out = args.out or _free_name(Path(f"check-{params.name}.csv"))
+    _can_create(out, "--out")
     check_report(check).to_csv(out, index=False)
     print(check.line())
     for row in check.findings.itertuples(index=False):
@@ -117,21 +229,29 @@ def _free_name(path: Path) -> Path:
 
 
 def _crop(args: argparse.Namespace) -> int:
-    """``crop``: 0, or 2 after a one-line error naming the file and what to do."""
-    from hcc_utils.config import ParamsError
+    """``crop``: 0, or a bad-input exception for :func:`main` (the image, the mask, the params file, --out)."""
     from hcc_utils.crop import INFO_FILE, crop_patient
-    from hcc_utils.inputs_check import PatientInputError
 
-    try:
-        info = crop_patient(args.image, args.mask, args.out, args.params)
-    except (PatientInputError, ParamsError) as err:
-        print(f"error: {' '.join(str(err).split())}")
-        return 2
+    writable_folder(args.out, args.force)
+    info = crop_patient(args.image, args.mask, args.out, args.params)
     print(f"wrote {len(info['offsets'])} slices and {INFO_FILE} to {args.out}: central slice "
           f"{info['central_index']} of {info['resampled_size'][2]}, crop {info['crop_box_mm']['side_mm']:g} mm")
     for warning in info["warnings"]:
         print(f"warning: {warning}")
     return 0
+
+
+def _dicom2nifti(args: argparse.Namespace) -> int:
+    from hcc_utils import io
+
+    out: Path = args.out
+    if out.is_dir():
+        raise UsageError(f"OUT '{out.name}' is a folder; give a file name ending in .nii.gz")
+    if out.exists() and not args.force:
+        raise UsageError(f"OUT '{out.name}' exists; choose another name or add --force")
+    _can_create(out, "OUT")
+    series = int(args.series) if args.series is not None and args.series.isdigit() else args.series
+    return io.main_dicom2nifti_cli(args.src, out, series=series)
 
 
 if __name__ == "__main__":

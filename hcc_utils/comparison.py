@@ -239,10 +239,11 @@ def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = N
     """Synthetic cohorts only: each model's validation AUC beside the oracle AUC on the same patients.
 
     The oracle is the true ER probability of the generator (``ground_truth.csv`` beside the manifest, read with
-    ``hcc_utils.synth.truth.read_ground_truth``; column ``PROBABILITY_COLUMN``): the best AUC any model could reach
-    on these patients. Ground truth is read here and nowhere else in the comparison. ``manifest`` overrides the
-    cohort that ``params`` names. When there is no ground truth (a user's cohort, or a synthetic one not generated
-    yet) the table is empty and ``attrs["note"]`` says why; a ground-truth file without that column is an error.
+    ``hcc_utils.synth.truth.matching_ground_truth``; column ``PROBABILITY_COLUMN``): the best AUC any model could
+    reach on these patients. Ground truth is read here and nowhere else in the comparison. ``manifest`` overrides
+    the cohort that ``params`` names. When there is no ground truth (a user's cohort, or a synthetic one not
+    generated yet), or the file there does not describe this cohort (a validation patient or the column missing:
+    a stale file, or another cohort's), the table is empty and ``attrs["note"]`` says why.
     """
     empty = pd.DataFrame(columns=ORACLE_COLUMNS)
     path = synth_truth.ground_truth_file(manifest) if manifest is not None else ground_truth_path(params)
@@ -251,16 +252,17 @@ def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = N
                                f"{synth_truth.GROUND_TRUTH_FILE}); the oracle comparison is unavailable.")
         return empty
     column = synth_truth.PROBABILITY_COLUMN
-    truth = synth_truth.read_ground_truth(path, columns=[column]).set_index(synth_truth.PATIENT_ID)[column]
     preds = load_predictions(run, params.evaluation.train_predictions)
+    patients = [p for model in preds.models for p in preds.scores(model, "validation")["patient_id"]]
+    table, why = synth_truth.matching_ground_truth(path, [column], patients)
+    if table is None:
+        empty.attrs["note"] = f"{why}; the oracle comparison is unavailable."
+        return empty
+    truth = table.set_index(synth_truth.PATIENT_ID)[column]
     rows, notes = [], []
     for model in preds.models:
         s = preds.scores(model, "validation")
-        missing = sorted(set(s["patient_id"]) - set(truth.index))
-        if missing:
-            raise ValueError(f"{path.name}: no true probability for patients {missing[:5]}; the predictions "
-                             "come from another cohort than this run's parameters name")
-        oracle = truth.loc[s["patient_id"]].to_numpy(dtype=float)
+        oracle = truth.loc[s["patient_id"].astype(str)].to_numpy(dtype=float)
         level = params.evaluation.ci_level
         with _about(model, "validation"):
             auc, low, high = _auc_with_ci(s["er"], s["score"], level, notes, model)

@@ -241,12 +241,12 @@ def dicom_to_nifti(src_dir: Path | str, out_path: Path | str, series: int | str 
 
 
 def main_dicom2nifti_cli(src_dir: Path, out_path: Path, series: int | str | None = None) -> int:
-    """``python -m hcc_utils dicom2nifti SRC_DIR OUT.nii.gz [--series N]``: exit code 0, or 2 on bad input."""
-    try:
-        image = dicom_to_nifti(src_dir, out_path, series=series)
-    except PatientInputError as err:
-        print(f"error: {err}")
-        return 2
+    """``python -m hcc_utils dicom2nifti SRC_DIR OUT.nii.gz [--series N]``: convert and print what was written.
+
+    Returns 0. Raises :class:`PatientInputError` on bad input; ``python -m hcc_utils`` prints it as one
+    ``error:`` line with exit code 2, after refusing an existing OUT unless ``--force`` (``hcc_utils.__main__``).
+    """
+    image = dicom_to_nifti(src_dir, out_path, series=series)
     size = "x".join(str(s) for s in image.GetSize())
     spacing = "x".join(f"{s:.3g}" for s in image.GetSpacing())
     print(f"wrote {Path(out_path).name}: {size} voxels, spacing {spacing} mm")

@@ -215,32 +215,66 @@ def write_table5(corr: PathologyCorrelation, run: RunFolder) -> pd.DataFrame:
     return corr.table
 
 
+@dataclass(frozen=True)
+class LatentReference:
+    """Notebook 08's reference: the latent biology's correlation with pathology, or why there is none."""
+
+    correlation: PathologyCorrelation | None
+    """the latents' Table 5 (``correlate_with_pathology``); None without usable ground truth"""
+    note: str
+    """why there is no reference (not a synthetic cohort, or its ground truth ignored); empty when there is one"""
+
+    def with_n(self) -> pd.DataFrame | None:
+        """``correlation.with_n()``, or None when there is no reference (then show ``note``)."""
+        return None if self.correlation is None else self.correlation.with_n()
+
+
+NO_GROUND_TRUTH = (f"Not a synthetic cohort: no {synth_truth.GROUND_TRUTH_FILE} beside the manifest, so there is "
+                   "no latent reference.")
+"""``LatentReference.note`` for a cohort without ground truth"""
+
+
 def latent_reference(params: Params, patient_ids=None) -> pd.DataFrame | None:
     """The synthetic cohort's latent invasiveness and proliferation (``ground_truth.csv``), or None.
 
     Only for the oracle comparison in notebook 08; the modelling code never reads ground truth. Read with
-    ``hcc_utils.synth.truth.read_ground_truth`` (its latent columns), renamed by ``LATENT_NAMES`` and
+    ``hcc_utils.synth.truth.matching_ground_truth`` (its latent columns), renamed by ``LATENT_NAMES`` and
     indexed by patient_id (``patient_ids`` selects and orders them). Returns None for a user's manifest or a
-    synthetic cohort not generated yet (no ground truth); a ground-truth file without those columns is an error
-    (``GroundTruthError``) naming the file.
+    synthetic cohort not generated yet (no ground truth), and None with a ``GroundTruthIgnored`` warning saying
+    why when the file there does not describe this cohort (a latent column or one of ``patient_ids`` missing).
     """
     path = ground_truth_path(params)
     if path is None:
         return None
+    latent, note = _latents(path, patient_ids)
+    if latent is None:
+        warnings.warn(note, synth_truth.GroundTruthIgnored, stacklevel=2)
+    return latent
+
+
+def _latents(path, patient_ids) -> tuple[pd.DataFrame | None, str]:
+    """:func:`latent_reference` from the file at ``path``, or None and why it was ignored."""
     columns = list(LATENT_NAMES)
-    truth = synth_truth.read_ground_truth(path, columns=columns).set_index(synth_truth.PATIENT_ID)
-    latent = truth[columns].rename(columns=LATENT_NAMES)
-    return latent if patient_ids is None else latent.reindex([str(p) for p in patient_ids])
+    truth, why = synth_truth.matching_ground_truth(path, columns, patient_ids)
+    if truth is None:
+        return None, f"{why}; there is no latent reference."
+    latent = truth.set_index(synth_truth.PATIENT_ID)[columns].rename(columns=LATENT_NAMES)
+    if patient_ids is not None:
+        latent = latent.loc[[str(p) for p in patient_ids]]
+    return latent, ""
 
 
-def reference_correlation(params: Params, pathology: pd.DataFrame, level: float = 0.95
-                          ) -> PathologyCorrelation | None:
+def reference_correlation(params: Params, pathology: pd.DataFrame, level: float = 0.95) -> LatentReference:
     """On a synthetic cohort: the latent biology's correlation with the same indicators, the same patients.
 
-    This is what the MIL features are trying to reach (the images are generated from these latents); None when
-    the cohort is not synthetic.
+    This is what the MIL features are trying to reach (the images are generated from these latents). Without
+    usable ground truth (a user's cohort, or a ``ground_truth.csv`` that does not describe this cohort) the
+    reference's ``correlation`` is None and its ``note`` says why.
     """
-    latent = latent_reference(params, pathology.index)
+    path = ground_truth_path(params)
+    if path is None:
+        return LatentReference(None, NO_GROUND_TRUTH)
+    latent, note = _latents(path, pathology.index)
     if latent is None:
-        return None
-    return correlate_with_pathology(latent, pathology, level)
+        return LatentReference(None, note)
+    return LatentReference(correlate_with_pathology(latent, pathology, level), "")

@@ -12,7 +12,6 @@ from hcc_utils import cohort, comparison, model_predictions, stats
 from hcc_utils.artifacts import ArtifactMissing
 from hcc_utils.config import params_from_dict
 from hcc_utils.run_folder import RunFolder
-from hcc_utils.synth.truth import GroundTruthError
 
 matplotlib.use("Agg")
 
@@ -297,13 +296,46 @@ def test_oracle_table_puts_model_auc_beside_the_true_probability(run, tmp_path):
     assert table["n"].tolist() == [20, 20, 20] and "er_probability" in table.attrs["note"]
 
 
+IGNORED = "ground_truth.csv beside the manifest does not describe this cohort ({}): ignored; the oracle " \
+          "comparison is unavailable."
+
+
 def test_oracle_reads_the_true_probability_by_its_schema_name(run, tmp_path):
     manifest = write_cohort(tmp_path / "cohort", make_predictions())
     truth_file = manifest.parent / "ground_truth.csv"
     pd.read_csv(truth_file).rename(columns={"er_probability": "p_er"}).to_csv(truth_file, index=False)
-    with pytest.raises(GroundTruthError, match="er_probability") as err:
-        comparison.oracle_table(make_params(), run, manifest=manifest)
-    assert str(truth_file) in str(err.value)
+    table = comparison.oracle_table(make_params(), run, manifest=manifest)
+    assert table.empty and list(table.columns) == comparison.ORACLE_COLUMNS
+    assert table.attrs["note"] == IGNORED.format("column er_probability missing")
+
+
+def test_oracle_ignores_a_stale_ground_truth_beside_a_users_manifest(run, tmp_path):
+    manifest = write_cohort(tmp_path / "PID123_DOE", make_predictions())
+    params = params_from_dict({"cohort": {"manifest": str(manifest)}})
+    truth_file = manifest.parent / "ground_truth.csv"
+    truth = pd.read_csv(truth_file, dtype={"patient_id": str})
+    before = truth_file.read_bytes()
+
+    def note_for(table: pd.DataFrame) -> str:
+        table.to_csv(truth_file, index=False)
+        oracle = comparison.oracle_table(params, run)
+        assert oracle.empty and "PID123_DOE" not in oracle.attrs["note"]
+        return oracle.attrs["note"]
+
+    stale = truth[~truth["patient_id"].isin(["P051", "P060"])]
+    assert note_for(stale) == IGNORED.format("patients P051, P060 missing")
+    foreign = truth.assign(patient_id=[f"Q{i}" for i in range(len(truth))])
+    assert note_for(foreign) == IGNORED.format("patients P050, P051, P052, P053, P054 (and 15 more) missing")
+    twice = pd.concat([truth, truth[truth["patient_id"] == "P055"]])
+    assert note_for(twice) == IGNORED.format("patient P055 listed more than once")
+    blank = truth.assign(er_probability=np.where(truth["patient_id"] == "P066", np.nan, truth["er_probability"]))
+    assert note_for(blank) == IGNORED.format("column er_probability empty or not a number for patient P066")
+    assert note_for(truth.drop(columns="patient_id")) == IGNORED.format("column patient_id missing")
+    truth_file.write_bytes(b"")
+    assert comparison.oracle_table(params, run).attrs["note"].startswith(
+        "ground_truth.csv beside the manifest does not describe this cohort (it cannot be read as CSV: ")
+    truth_file.write_bytes(before)
+    assert comparison.oracle_table(params, run)["model"].tolist() == list(SIGNAL)
 
 
 def test_oracle_is_unavailable_without_ground_truth(run, tmp_path):

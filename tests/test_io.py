@@ -142,13 +142,52 @@ def test_dicom2nifti_writes_no_identifiers(tmp_path, capsys):
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out))), sitk.GetArrayFromImage(image))
 
 
+def dicom2nifti(*args) -> int:
+    """``python -m hcc_utils dicom2nifti ...`` as a user calls it."""
+    from hcc_utils.__main__ import main
+
+    return main(["dicom2nifti", *map(str, args)])
+
+
+def error_lines(capsys) -> list[str]:
+    """What a command printed on stderr, checked to be ``error:`` lines and no traceback."""
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    lines = printed.err.strip().splitlines()
+    assert lines and all(line.startswith("error: ") for line in lines), lines
+    return lines
+
+
 def test_dicom2nifti_bad_input_returns_2_with_one_line(tmp_path, capsys):
-    assert io.main_dicom2nifti_cli(tmp_path / "nowhere", tmp_path / "o.nii.gz") == 2
-    assert io.main_dicom2nifti_cli(tmp_path, tmp_path / "o.nii.gz") == 2
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("error: ") and "not found" in lines[0]
-    assert lines[1].startswith("error: ") and "no DICOM series" in lines[1]
-    assert len(lines) == 2
+    assert dicom2nifti(tmp_path / "nowhere", tmp_path / "o.nii.gz") == 2
+    assert error_lines(capsys) == ["error: file nowhere: DICOM folder not found; check the path (in a manifest, "
+                                   "paths are relative to cohort.csv)"]
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "scan.dcm").write_text("not a DICOM file")
+    assert dicom2nifti(tmp_path / "notes", tmp_path / "o.nii.gz") == 2
+    [line] = error_lines(capsys)
+    assert line.startswith("error: folder notes: folder holds no DICOM series; point to the folder")
+    assert dicom2nifti(tmp_path / "notes", tmp_path / "o.png") == 2
+    assert "output name must end in .nii or .nii.gz" in error_lines(capsys)[0]
+    assert dicom2nifti(tmp_path / "notes", tmp_path / "notes") == 2
+    assert error_lines(capsys) == ["error: OUT 'notes' is a folder; give a file name ending in .nii.gz"]
+    (tmp_path / "afile").write_text("")
+    assert dicom2nifti(tmp_path / "notes", tmp_path / "afile" / "o.nii.gz") == 2
+    assert error_lines(capsys) == ["error: OUT 'o.nii.gz': 'afile' above it is a file, not a folder; choose "
+                                   "another OUT"]
+    assert not list(tmp_path.glob("*.nii*"))
+
+
+def test_dicom2nifti_never_overwrites_without_force(tmp_path, capsys):
+    folder = write_dicom_series(volume(shape_zyx=(4, 16, 16), spacing=(0.7, 0.7, 3.0)), tmp_path / "series", UID)
+    out = tmp_path / "case001.nii.gz"
+    out.write_bytes(b"an earlier conversion")
+    assert dicom2nifti(folder, out) == 2
+    assert error_lines(capsys) == ["error: OUT 'case001.nii.gz' exists; choose another name or add --force"]
+    assert out.read_bytes() == b"an earlier conversion"
+    assert dicom2nifti(folder, out, "--force") == 0
+    assert "wrote case001.nii.gz" in capsys.readouterr().out
+    assert sitk.ReadImage(str(out)).GetSize() == (16, 16, 4)
 
 
 def test_image_modules_do_not_import_torch():

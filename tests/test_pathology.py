@@ -19,9 +19,9 @@ from scipy import stats
 from hcc_utils import artifacts, pathology
 from hcc_utils.cohort import load_manifest, split_patients
 from hcc_utils.config import params_from_dict
-from hcc_utils.plots.pathology import correlation_heatmap
+from hcc_utils.plots.pathology import correlation_heatmap, reference_heatmap
 from hcc_utils.run_folder import RunFolder
-from hcc_utils.synth.truth import GroundTruthError
+from hcc_utils.synth.truth import GroundTruthIgnored
 
 INDICATOR_NAMES = ["MVI grade", "Ki-67", "Edmondson-Steiner grade"]
 
@@ -186,7 +186,9 @@ def test_load_inputs_from_the_run_folder_and_manifest(tmp_path):
     assert list(feats.columns) == ["BoW_1", "BoW_09"] and len(feats) == 20
     np.testing.assert_allclose(path["mvi_grade"], cohort.loc[feats.index, "mvi_grade"])
     assert pathology.latent_reference(params) is None
-    assert pathology.reference_correlation(params, path) is None
+    reference = pathology.reference_correlation(params, path)
+    assert reference.correlation is None and reference.with_n() is None
+    assert reference.note == pathology.NO_GROUND_TRUTH and reference_heatmap(reference) is None
 
 
 def test_latent_reference_on_a_synthetic_cohort(tmp_path, monkeypatch):
@@ -201,12 +203,40 @@ def test_latent_reference_on_a_synthetic_cohort(tmp_path, monkeypatch):
     latent = pathology.latent_reference(params, cohort.index[:30])
     assert list(latent.columns) == ["latent invasiveness", "latent proliferation"] and len(latent) == 30
     reference = pathology.reference_correlation(params, cohort.iloc[:30])
-    cells = reference.table.set_index(["feature", "indicator"])["r"]
+    cells = reference.correlation.table.set_index(["feature", "indicator"])["r"]
     assert cells[("latent invasiveness", "MVI grade")] == pytest.approx(1.0)
     assert cells[("latent proliferation", "Ki-67")] == pytest.approx(1.0)
+    assert reference.note == "" and len(reference.with_n()) == 6
     truth.rename(columns={"proliferation": "latent_proliferation"}).to_csv(folder / "ground_truth.csv", index=False)
-    with pytest.raises(GroundTruthError, match=r"ground_truth\.csv: missing column\(s\) \['proliferation'\]"):
-        pathology.latent_reference(params)
+    note = ("ground_truth.csv beside the manifest does not describe this cohort (column proliferation missing): "
+            "ignored; there is no latent reference.")
+    with pytest.warns(GroundTruthIgnored) as caught:
+        assert pathology.latent_reference(params) is None
+    assert [str(w.message) for w in caught] == [note]
+    reference = pathology.reference_correlation(params, cohort.iloc[:30])
+    assert reference.correlation is None and reference.note == note and reference_heatmap(reference) is None
+
+
+def test_a_stale_ground_truth_beside_a_users_manifest_is_ignored_with_a_note(tmp_path):
+    features, cohort = _patients()
+    folder = tmp_path / "PID123_DOE"
+    folder.mkdir()
+    params = params_from_dict({"cohort": {"manifest": str(_manifest(folder, cohort))}})
+    truth = pd.DataFrame({"patient_id": cohort.index, "invasiveness": cohort["mvi_grade"].fillna(0),
+                          "proliferation": cohort["ki67"].fillna(0.2)}).reset_index(drop=True)
+    truth.drop(index=[4, 9]).to_csv(folder / "ground_truth.csv", index=False)
+    note = ("ground_truth.csv beside the manifest does not describe this cohort (patients P004, P009 missing): "
+            "ignored; there is no latent reference.")
+    reference = pathology.reference_correlation(params, cohort)
+    assert reference.correlation is None and reference.note == note
+    with pytest.warns(GroundTruthIgnored, match=r"patients P004, P009 missing"):
+        assert pathology.latent_reference(params, cohort.index) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(pathology.latent_reference(params)) == 58  # no patients asked for: only the columns count
+        assert len(pathology.latent_reference(params, cohort.index[10:20])) == 10
+    truth.to_csv(folder / "ground_truth.csv", index=False)
+    assert pathology.reference_correlation(params, cohort).correlation is not None
 
 
 def test_heatmap_shows_r_stars_and_n():

@@ -229,12 +229,12 @@ def test_load_without_a_dataset_says_what_to_run(tmp_path):
         slices.load_slice_dataset(RunFolder(tmp_path))
 
 
-def crop_cli(image, mask, out, params) -> int:
+def crop_cli(image, mask, out, params, *more: str) -> int:
     """``python -m hcc_utils crop`` as a user calls it."""
     from hcc_utils.__main__ import main
 
     return main(["crop", "--image", str(image), "--mask", str(mask), "--out", str(out)]
-                + (["--params", str(params)] if params else []))
+                + (["--params", str(params)] if params else []) + list(more))
 
 
 def test_crop_cli_writes_pngs_and_stack_json(tmp_path, capsys):
@@ -269,12 +269,36 @@ def test_crop_cli_bad_params_and_bad_input_print_one_line(tmp_path, capsys):
     assert crop_cli(image, tmp_path / "nope.nii.gz", tmp_path / "out", None) == 2
     empty = write(blobs(sitk.ReadImage(str(image)), [], []), tmp_path / "empty.nii.gz")
     assert crop_cli(image, empty, tmp_path / "out", None) == 2
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
+    assert crop_cli(image, mask, tmp_path / "out", tmp_path / "missing.yaml") == 2
+    (tmp_path / "afile").write_text("")
+    assert crop_cli(image, mask, tmp_path / "afile" / "out", None) == 2
+    printed = capsys.readouterr()
+    lines = printed.err.strip().splitlines()
+    assert printed.out == "" and "Traceback" not in printed.err
+    assert len(lines) == 5 and all(line.startswith("error: ") for line in lines)
     assert "offsets must contain 0" in lines[0]
     assert "file nope.nii.gz: mask not found" in lines[1]
     assert "file empty.nii.gz: mask is empty" in lines[2]
+    assert "missing.yaml: parameter file not found" in lines[3]
+    assert lines[4] == "error: --out 'out': 'afile' above it is a file, not a folder; choose another --out"
     assert not (tmp_path / "out").exists()
+
+
+def test_crop_cli_writes_into_a_folder_with_files_only_with_force(tmp_path, capsys):
+    image, mask = patient_files(tmp_path, "P00")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "slice_0.png").write_bytes(b"an earlier crop")
+    assert crop_cli(image, mask, out, None) == 2
+    printed = capsys.readouterr()
+    assert printed.err.strip() == ("error: --out 'out' is not empty; choose another folder or add --force (which "
+                                   "overwrites only the files this command writes)")
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "slice_0.png"]
+    assert (out / "slice_0.png").read_bytes() == b"an earlier crop"
+    assert crop_cli(image, mask, out, None, "--force") == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert Image.open(out / "slice_0.png").size == (224, 224) and (out / "stack.json").is_file()
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,76 @@ def test_refuses_to_overwrite_a_cohort(cohort):
         synth.generate_cohort(SyntheticCohort(**SMALL), cohort.parent, n_jobs=1, progress=False)
 
 
+def synth_cli(capsys, *args) -> tuple[int, list[str]]:
+    """``python -m hcc_utils synth ...`` as a user calls it: the exit code and the ``error:`` lines on stderr."""
+    from hcc_utils.__main__ import main
+
+    code = main(["synth", *map(str, args)])
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    return code, printed.err.strip().splitlines()
+
+
+@pytest.mark.parametrize(("option", "line"), [
+    (["--n", "3"], "error: --n 3: the generator needs at least 8 and at most 100000 (patients)"),
+    (["--n", "-1"], "error: --n -1: the generator needs at least 8 and at most 100000 (patients)"),
+    (["--image-size", "10"], "error: --image-size 10: the generator needs at least 64 and at most 1024 (in-plane "
+                             "matrix, pixels)"),
+    (["--seed", "-2"], "error: --seed -2: the generator needs at least 0"),
+])
+def test_synth_cli_option_out_of_range_is_one_line(tmp_path, capsys, option, line):
+    assert synth_cli(capsys, *option, "--out", tmp_path / "out") == (2, [line])
+    assert not (tmp_path / "out").exists()
+
+
+def test_synth_cli_reports_every_bad_option_and_an_unusable_folder(tmp_path, capsys, monkeypatch):
+    code, lines = synth_cli(capsys, "--n", "3", "--image-size", "2000", "--out", tmp_path / "out")
+    assert code == 2 and [line.split(":")[1] for line in lines] == [" --n 3", " --image-size 2000"]
+    (tmp_path / "afile").write_text("")
+    assert synth_cli(capsys, "--out", tmp_path / "afile") == (
+        2, ["error: --out 'afile' is a file, not a folder; choose a folder"])
+    assert synth_cli(capsys, "--out", tmp_path / "afile" / "cohort") == (
+        2, ["error: --out 'cohort': 'afile' above it is a file, not a folder; choose another --out"])
+
+    def unwritable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "PID123_DOE" / "images"))
+
+    monkeypatch.setattr("hcc_utils.synth.generator.generate_cohort", unwritable)
+    assert synth_cli(capsys, "--out", tmp_path / "out") == (
+        2, ["error: 'images': Permission denied; check the path and its permissions"])
+
+
+def test_a_pydantic_error_outside_the_options_is_still_one_line_per_value():
+    from pydantic import ValidationError
+
+    from hcc_utils.__main__ import error_lines
+
+    with pytest.raises(ValidationError) as err:
+        SyntheticCohort(n=3, ki67_mean=0.1, ki67_sd=0.45)
+    assert error_lines(err.value) == ["n 3: Input should be greater than or equal to 8"]
+    with pytest.raises(ValidationError) as err:
+        SyntheticCohort(ki67_mean=0.1, ki67_sd=0.45)
+    [line] = error_lines(err.value)
+    assert line.startswith("SyntheticCohort: Value error, ki67_sd 0.45 is too large for ki67_mean 0.1")
+
+
+def test_synth_cli_never_writes_into_a_folder_with_files_without_force(cohort, tmp_path, capsys):
+    before = _files(cohort)
+    assert synth_cli(capsys, "--n", 8, "--out", cohort.parent) == (
+        2, [f"error: --out '{cohort.parent.name}' is not empty; choose another folder or add --force (which "
+            "overwrites only the files this command writes)"])
+    assert _files(cohort) == before
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    (out / "cohort.csv").write_text("patient_id\nold\n")
+    assert synth_cli(capsys, "--n", 8, "--seed", 7, "--image-size", 64, "--out", out)[0] == 2
+    assert (out / "cohort.csv").read_text() == "patient_id\nold\n" and not (out / "images").exists()
+    code, progress = synth_cli(capsys, "--n", 8, "--seed", 7, "--image-size", 64, "--out", out, "--force")
+    assert code == 0 and not any(line.startswith("error") for line in progress)
+    assert (out / "notes.txt").read_text() == "mine" and len(pd.read_csv(out / "cohort.csv")) == 8
+
+
 def test_manifest_round_trips_through_the_cohort_loader(cohort):
     raw = pd.read_csv(cohort)
     assert list(raw.columns) == MANIFEST_COLUMNS

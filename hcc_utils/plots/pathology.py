@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from hcc_utils.pathology import PathologyCorrelation, significance_stars
+from hcc_utils.pathology import LatentReference, PathologyCorrelation, significance_stars
 
 
 def _cell_text(r: float, p: float, n: int) -> str:
@@ -49,9 +49,9 @@ def correlation_heatmap(corr: PathologyCorrelation, title: str = "MIL features v
     return fig
 
 
-def reference_heatmap(reference: PathologyCorrelation | None) -> plt.Figure | None:
+def reference_heatmap(reference: LatentReference) -> plt.Figure | None:
     """:func:`correlation_heatmap` of the synthetic cohort's latent biology (``pathology.reference_correlation``),
-    or None for a cohort without ground truth."""
-    if reference is None:
+    or None for a cohort without (usable) ground truth."""
+    if reference.correlation is None:
         return None
-    return correlation_heatmap(reference, "Latent biology vs pathology (synthetic ground truth)")
+    return correlation_heatmap(reference.correlation, "Latent biology vs pathology (synthetic ground truth)")

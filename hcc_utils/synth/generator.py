@@ -89,17 +89,20 @@ def _patient_map(n_jobs: int) -> Iterator[Callable]:
         yield pool.map
 
 
-def generate_cohort(cfg: SyntheticCohort, out_dir: Path, n_jobs: int = 2, progress: bool = True) -> Path:
+def generate_cohort(cfg: SyntheticCohort, out_dir: Path, n_jobs: int = 2, progress: bool = True,
+                    overwrite: bool = False) -> Path:
     """Generate the cohort into ``out_dir`` and return the manifest path (``out_dir/cohort.csv``).
 
     Writes ``images/<pid>.nii.gz`` (int16 HU), ``masks/<pid>_reader1.nii.gz`` and ``masks/<pid>_reader2.nii.gz``
     (uint8, label 1), ``cohort.csv`` (the manifest, paths relative to it) and ``ground_truth.csv`` (latents, true
     ER probability, lesion phenotype, oracle AUC; for checking the method, never read by modelling code).
-    ``n_jobs`` processes render patients in parallel; the bytes do not depend on it.
+    ``n_jobs`` processes render patients in parallel; the bytes do not depend on it. A folder that holds a manifest
+    already is refused (``FileExistsError``) unless ``overwrite``, which replaces the files named above and leaves
+    any other file alone.
     """
     out_dir = Path(out_dir)
     manifest = out_dir / truth.MANIFEST_FILE
-    if manifest.exists():
+    if manifest.exists() and not overwrite:
         raise FileExistsError(f"{manifest} already exists; choose an empty folder for a new synthetic cohort")
     for sub in ("images", "masks"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -125,10 +128,12 @@ def generate_cohort(cfg: SyntheticCohort, out_dir: Path, n_jobs: int = 2, progre
     return manifest
 
 
-def main_cli(n: int, seed: int, out: Path, image_size: int | None = None) -> None:
+def main_cli(n: int, seed: int, out: Path, image_size: int | None = None, overwrite: bool = False) -> None:
     """``python -m hcc_utils synth``: generate a cohort of ``n`` patients into ``out`` and print the manifest path.
 
-    Other settings are ``SyntheticCohort``'s defaults. Returns None (the CLI's exit status is then 0).
+    Other settings are ``SyntheticCohort``'s defaults; ``overwrite`` as in :func:`generate_cohort`. Returns None
+    (the CLI's exit status is then 0). The command line checks the options and the folder first
+    (``hcc_utils.__main__``).
     """
-    overrides = {"n": n, "seed": seed} | ({"image_size": image_size} if image_size else {})
-    print(generate_cohort(SyntheticCohort(**overrides), Path(out)))
+    overrides = {"n": n, "seed": seed} | ({"image_size": image_size} if image_size is not None else {})
+    print(generate_cohort(SyntheticCohort(**overrides), Path(out), overwrite=overwrite))
