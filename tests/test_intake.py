@@ -108,7 +108,7 @@ def test_check_command_table_and_exit_codes(bad_cohort, tmp_path, monkeypatch, c
     data, rows = bad_cohort
     params_for(data, rows)
     params_file = data / "p.yaml"
-    params_file.write_text(f"name: intake\ncohort:\n  manifest: cohort.csv\n  validation_fraction: 0.4\n"
+    params_file.write_text("name: intake\ncohort:\n  manifest: cohort.csv\n  validation_fraction: 0.4\n"
                            "radiomics:\n  enabled: false\n")
     monkeypatch.chdir(tmp_path)
     assert main(["check", "--params", str(params_file)]) == 0
