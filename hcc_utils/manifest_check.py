@@ -1,41 +1,36 @@
 """The manifest: its schema, and reading it with every problem reported at once (docs/method.md sections 1 and 5).
 
-:func:`read_manifest` reads ``cohort.csv`` and returns a :class:`ManifestResult`: ``table``, the usable rows
-cleaned and coded as ``cohort.load_manifest`` returns them, and ``problems``, one row per problem with the
-columns of ``PROBLEM_COLUMNS`` (``row`` is the line of the file, 1-based, the header being line 1). A bad row
-never stops the other patients; ``cohort.load_manifest(..., invalid_rows="stop")`` turns excluded rows into one
-error listing all of them.
+:func:`read_manifest` returns a :class:`ManifestResult`: ``table``, the usable rows cleaned and coded as
+``cohort.load_manifest`` returns them, and ``problems``, one row per problem (``PROBLEM_COLUMNS``; ``row`` is the
+line of the file, 1-based, the header being line 1). A bad row never stops the other patients;
+``cohort.load_manifest(..., invalid_rows="stop")`` turns excluded rows into one error listing all of them.
 
-Three kinds of problem:
+- **The whole file** (:class:`CohortError`): missing; not comma-separated UTF-8 text (a header split by ';',
+  tabs or '|' is named; a row with more fields than the header is refused); a required column missing; no
+  patient rows; every usable patient with the same ``er``; fewer than ``MIN_PER_OUTCOME`` of an outcome.
+- **Excluded** (that patient, never the cohort): ``er`` empty or not 0/1; an empty ``patient_id``; a
+  ``patient_id`` on several rows (every copy: which one is right cannot be known); an empty ``image`` or
+  ``mask``. Without a label, an identity or a scan a patient cannot be modelled.
+- **Warning** (the patient kept, the value left missing): a clinical or pathology value that is not a number or
+  is impossible: ``age`` outside 0-120 years; a negative ``afp`` (ng/mL), ``alb`` (g/L), ``ast`` or ``alt``
+  (U/L), ``bmi`` (kg/m2) or ``hbsag`` (IU/mL); ``ki67`` outside [0, 1] (a fraction, not percent); ``alcohol``
+  not 0/1, ``mvi_grade`` not 0/1/2, ``edmondson`` not 1-4; a ``gender`` other than M, F, male or female (any
+  case). Missing clinical values follow ``clinical.missing``; Table 2 and the pathology correlations use the
+  observed values. Also warned: a path starting or ending with a space (kept as written), an empty row (skipped).
 
-- **The whole file** (:class:`CohortError`): the file is missing, is not comma-separated UTF-8 text (a header
-  split by ';', tabs or '|' is named as such), lacks a required column, has no patient rows, or has too few
-  usable patients: every one with the same ``er``, or fewer than ``MIN_PER_OUTCOME`` of an outcome.
-- **Excluded** (that patient is left out, never the cohort): ``er`` empty or not 0/1; an empty ``patient_id``;
-  a ``patient_id`` on several rows (every copy, since which one is right cannot be known); an empty ``image`` or
-  ``mask``. Without a label, an identity or a scan the patient cannot be modelled.
-- **Warning** (the patient is kept and the value left missing): a clinical or pathology value that is not a
-  number, or is impossible: ``age`` outside 0-120 years; a negative ``afp`` (ng/mL), ``alb`` (g/L), ``ast`` or
-  ``alt`` (U/L), ``bmi`` (kg/m2) or ``hbsag`` (IU/mL); ``ki67`` outside [0, 1] (a fraction, not percent);
-  ``alcohol`` not 0/1, ``mvi_grade`` not 0/1/2, ``edmondson`` not 1-4; a ``gender`` other than M, F, male or
-  female (any case). Missing clinical values follow ``clinical.missing`` (the training median, or the patient
-  dropped from the clinical model only); Table 2 and the pathology correlations use the observed values. An
-  image or mask path with a space at its start or end is kept as written, with a warning. An entirely empty row
-  is skipped, with a warning.
+Assay limits (docs/method.md section 5, clinical): a continuous value written ``<20`` or ``< 20`` (below the
+detection limit) is taken as the limit, 20, with the warning "below the detection limit: taken as 20"; ``>1210``
+(above the reporting limit) likewise as 1210. The limit stands in for a value beyond it, and every such cell is
+listed.
 
-Values at an assay's limit (docs/method.md section 5, clinical): a continuous value written ``<20`` or ``< 20``
-(below the detection limit) is taken as the limit, 20, with the warning "below the detection limit: taken as
-20"; ``>1210`` (above the reporting limit) is taken as 1210 in the same way. The limit is a conservative stand-in
-(the true value lies beyond it); rows so flagged are listed, so a user can see how many there are.
-
-The smallest usable cohort (``MIN_PER_OUTCOME`` = 3 of each outcome, 6 patients): the shared recipe refuses
-fewer than 2 training patients per outcome (``modeling.fit_recipe``; its CV folds, Lasso folds and SMOTE's k
-shrink to fit, with notes, so they set no higher floor), and a validation AUC needs 1 validation patient per
-outcome. A stratified 7:3 split of 3 patients of an outcome gives 2 to training and 1 to validation.
+The smallest cohort, ``MIN_PER_OUTCOME`` = 3 usable patients of each outcome (6 in all): the shared recipe
+refuses fewer than 2 training patients per outcome (``modeling.fit_recipe``; its CV folds, Lasso folds and
+SMOTE's k shrink to fit, with notes, so they set no higher floor), and a validation AUC needs one validation
+patient of each outcome. A stratified 7:3 split of 3 patients of an outcome puts 2 in training, 1 in validation.
 
 Messages name the patient (the manifest's ``patient_id``, nothing else), the row, the column, the value found
-and what to do. A path is shown by its file name only, quoted so a stray space shows; never its folders, which
-may hold identifiers.
+and what to do. A path is shown by its file name only, quoted so a stray space shows, never its folders (which
+may hold identifiers).
 """
 
 from __future__ import annotations
@@ -44,6 +39,7 @@ import csv
 import io
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,8 +116,11 @@ def _read_text(path: Path) -> str:
 def _parse(path: Path, text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The file twice: every cell as written (strings, NaN when empty) and pandas' own typing (extra columns)."""
     try:
-        raw = pd.read_csv(io.StringIO(text), dtype=str)
-        typed = pd.read_csv(io.StringIO(text), dtype={"patient_id": str, "scanner": str, "gender": str})
+        with warnings.catch_warnings():  # trailing empty fields: index_col=False drops them (a ParserWarning)
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            raw = pd.read_csv(io.StringIO(text), dtype=str, index_col=False)
+            typed = pd.read_csv(io.StringIO(text), dtype={"patient_id": str, "scanner": str, "gender": str},
+                                index_col=False)
     except pd.errors.EmptyDataError:
         raise CohortError(f"{path}: the file is empty (no header line); the manifest needs a header with at "
                           f"least {REQUIRED_COLUMNS} and one row per patient") from None
@@ -133,27 +132,40 @@ def _parse(path: Path, text: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     return raw, typed
 
 
-def _separator_hint(text: str, n_columns: int) -> str:
+def _separator(text: str, n_columns: int) -> str:
+    """How the header seems to be separated (``';'``, ``tabs``, ``'|'``) when commas split it less; else ``""``."""
     header = text.splitlines()[0] if text else ""
     counts = {sep: header.count(sep) for sep in SEPARATORS}
     sep = max(counts, key=counts.get)
-    if counts[sep] and counts[sep] + 1 > n_columns:
-        return f"; the manifest seems to be separated by {SEPARATORS[sep]} — save it as comma-separated CSV"
-    return ""
+    return SEPARATORS[sep] if counts[sep] and counts[sep] + 1 > n_columns else ""
 
 
-def _line_numbers(text: str, n_rows: int) -> list[int]:
-    """The first line of each data row in the file (1-based), as pandas skips blank lines."""
-    starts, previous = [], 0
+def _records(text: str) -> list[tuple[int, list[str]]]:
+    """The file's records as the csv module reads them, each with its first line (1-based); blank lines left out,
+    as pandas leaves them out. Empty when the csv module cannot read the text (pandas then says why)."""
+    records, previous = [], 0
     try:
         reader = csv.reader(io.StringIO(text))
         for record in reader:
             start, previous = previous + 1, reader.line_num
             if record and not (len(record) == 1 and not record[0].strip()):
-                starts.append(start)
+                records.append((start, record))
     except csv.Error:
-        starts = []
-    return starts[1:] if len(starts) == n_rows + 1 else list(range(2, n_rows + 2))
+        return []
+    return records
+
+
+def _check_fields(path: Path, records: list[tuple[int, list[str]]]) -> None:
+    """Refuse rows with more non-empty fields than the header (a comma inside a value shifts every column after
+    it); trailing empty fields, as some spreadsheets write them, are fine."""
+    if not records:
+        return
+    width = len(records[0][1])
+    long = [(line, len(r)) for line, r in records[1:] if len(r) > width and any(f.strip() for f in r[width:])]
+    if long:
+        lines = ", ".join(f"line {line} ({n} fields)" for line, n in long[:5]) + (" ..." if len(long) > 5 else "")
+        raise CohortError(f"{path}: {len(long)} row(s) have more fields than the header's {width}: {lines}; a comma "
+                          'inside a value? quote the value ("a, b") or remove the comma')
 
 
 class _Problems:
@@ -249,7 +261,7 @@ def _clean_continuous(column: str, raw: pd.Series, pids: pd.Series, lines: dict[
                 what = "is above 1: left missing; percent? give a fraction in [0, 1], e.g. 35 -> 0.35"
             elif column == "ki67":
                 what = "is below 0: left missing; give a fraction in [0, 1]"
-            elif number < low:
+            elif number < low and math.isinf(high):
                 what = f"is negative: left missing; {column} cannot be below 0 {unit}"
             else:
                 what = f"is outside {low:g}-{high:g} {unit}: left missing; check the value"
@@ -325,26 +337,37 @@ def read_manifest(path: Path | str, columns: dict[str, str] | None = None) -> Ma
     path = Path(path).resolve()
     columns = dict(columns or {})
     text = _read_text(path)
+    records = _records(text)
+    _check_fields(path, records)
     raw, typed = _parse(path, text)
     rename = {theirs: ours for ours, theirs in columns.items()}
     raw, typed = raw.rename(columns=rename), typed.rename(columns=rename)
+    header = [rename.get(c.strip(), c.strip()) for c in (records[0][1] if records else raw.columns)]
+    twice = sorted({c for c in header if c in MANIFEST_COLUMNS and header.count(c) > 1})
+    if twice:
+        raise CohortError(f"{path}: column(s) {twice} appear more than once in the header (with cohort.columns "
+                          "applied); keep one of each")
     missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    separator = _separator(text, raw.shape[1])
+    if missing and separator:
+        raise CohortError(f"{path}: the manifest seems to be separated by {separator} — save it as comma-separated "
+                          f"CSV (read with commas, its header is {raw.shape[1]} column(s) and lacks {missing})")
     if missing:
         raise CohortError(f"{path}: missing column(s) {missing}; the manifest needs {REQUIRED_COLUMNS} (map your "
-                          f"own names with 'cohort.columns' in the params file){_separator_hint(text, raw.shape[1])}")
+                          "own names with 'cohort.columns' in the params file)")
     if raw.empty:
         raise CohortError(f"{path}: the manifest has a header but no patients; add one row per patient")
     for col in MANIFEST_COLUMNS:
         if col not in raw.columns:
             raw[col], typed[col] = pd.NA, pd.NA
     raw = raw.reset_index(drop=True)
-    lines = _line_numbers(text, len(raw))
+    starts = [line for line, _ in records][1:]  # each row's first line in the file; pandas skips blank lines too
+    lines_of = dict(enumerate(starts if len(starts) == len(raw) else range(2, len(raw) + 2)))
     found, out = _Problems(columns), set()
     empty = raw.index[raw.isna().all(axis=1)]
     for i in empty:
-        found.add("", lines[i], "", "", "warning", "an empty row: skipped")
+        found.add("", lines_of[i], "", "", "warning", "an empty row: skipped")
     pids = _stripped(raw["patient_id"]).drop(empty)
-    lines_of = dict(enumerate(lines))
     _check_ids(pids, lines_of, found, out)
     pids = pids.fillna("")
     rows = raw.drop(empty)
@@ -365,7 +388,10 @@ def read_manifest(path: Path | str, columns: dict[str, str] | None = None) -> Ma
     for col in PATH_COLUMNS:
         table[col] = [str((path.parent / p).resolve()) if isinstance(p, str) and p.strip() else pd.NA
                       for p in rows[col]]
-    problems = found.table().sort_values("row", kind="stable").reset_index(drop=True)
+    problems = found.table()
+    order = problems["column"].map({c: k for k, c in enumerate(MANIFEST_COLUMNS)}).fillna(len(MANIFEST_COLUMNS))
+    problems = problems.assign(_order=order).sort_values(["row", "_order"], kind="stable")
+    problems = problems.drop(columns="_order").reset_index(drop=True)
     table = table.drop(index=sorted(out)).reset_index(drop=True)
     table["er"] = table["er"].astype(int)
     _cohort_size(path, table, problems, len(rows))
