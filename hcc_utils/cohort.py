@@ -1,8 +1,10 @@
-"""The cohort: manifest schema, loading and validation, the embedded synthetic default, the patient-level split.
+"""The cohort: loading the manifest, the embedded synthetic default, the patient-level split, the cohort's make-up.
 
 The manifest (``cohort.csv``) has one row per patient with the columns of ``MANIFEST_COLUMNS``; image and mask
 paths are relative to the manifest's folder (absolute paths work too). ``image`` may be a NIfTI/NRRD/MHA file or a
-DICOM series folder. A user's own column names are mapped with ``cohort.columns`` in the params file.
+DICOM series folder. A user's own column names are mapped with ``cohort.columns`` in the params file. The schema
+and the checks of every row live in ``hcc_utils.manifest_check`` (re-exported here): :func:`load_manifest` stops
+on, or leaves out, the rows that check excludes (``cohort.invalid_rows``).
 
 Codings: ``er`` 0/1 (recurrence within 2 years of resection), ``gender`` ``M``/``F``, ``alcohol`` 0/1,
 ``mvi_grade`` 0/1/2 (M0/M1/M2), ``ki67`` a fraction in [0, 1], ``edmondson`` 1-4 (grade I-IV). Clinical and
@@ -19,28 +21,33 @@ import hashlib
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from hcc_utils import artifacts
 from hcc_utils.config import CohortConfig, Params
+from hcc_utils.manifest_check import (  # noqa: F401  (the manifest's schema, re-exported: import it from here)
+    ALLOWED_VALUES,
+    MANIFEST_COLUMNS,
+    NUMERIC_COLUMNS,
+    PATH_COLUMNS,
+    REQUIRED_COLUMNS,
+    CohortError,
+    format_problems,
+    read_manifest,
+)
 from hcc_utils.synth import truth as synth_truth
 
-MANIFEST_COLUMNS = ["patient_id", "image", "mask", "mask_reader2", "er", "scanner", "age", "gender", "bmi",
-                    "alcohol", "hbsag", "afp", "alb", "ast", "alt", "mvi_grade", "ki67", "edmondson"]
-REQUIRED_COLUMNS = ["patient_id", "image", "mask", "er"]
-PATH_COLUMNS = ["image", "mask", "mask_reader2"]
-NUMERIC_COLUMNS = ["er", "age", "bmi", "alcohol", "hbsag", "afp", "alb", "ast", "alt", "mvi_grade", "ki67",
-                   "edmondson"]
 SPLITS = ("train", "validation")
 """The two sets of the patient-level split (the ``split`` column; ``dataset`` in the paper's tables)."""
-ALLOWED_VALUES = {"er": {0, 1}, "alcohol": {0, 1}, "mvi_grade": {0, 1, 2}, "edmondson": {1, 2, 3, 4}}
 
 
-class CohortError(ValueError):
-    """A manifest that cannot be used; the message names the file, the rows and what to do."""
+class ManifestWarning(UserWarning):
+    """Manifest values left missing or taken at a detection limit, or other warnings (the patients are kept)."""
 
 
 def data_home() -> Path:
@@ -48,51 +55,34 @@ def data_home() -> Path:
     return Path(os.environ.get("HCC_DATA_DIR", Path.home() / ".cache" / "hcc_2p5d")).expanduser()
 
 
-def load_manifest(path: Path | str, columns: dict[str, str] | None = None) -> pd.DataFrame:
-    """Read and validate a manifest; paths become absolute. ``columns`` maps manifest names to the file's names.
+def load_manifest(path: Path | str, columns: dict[str, str] | None = None,
+                  invalid_rows: Literal["exclude", "stop"] = "stop") -> pd.DataFrame:
+    """Read and check a manifest (``manifest_check.read_manifest``); paths become absolute. ``columns`` maps
+    manifest names to the file's names.
+
+    Args:
+        invalid_rows: ``stop`` (default): a row that would exclude a patient raises one error listing every
+            problem of the file; ``exclude``: those patients are left out (``cohort.invalid_rows``). Warnings (a
+            clinical value left missing, or taken at a detection limit) never stop; they are issued as one
+            ``ManifestWarning``. ``read_manifest`` gives the problems as a table.
 
     Raises:
-        CohortError: missing file or columns, duplicate patient ids, values outside their coding.
+        CohortError: a problem of the whole file (missing, unparseable, columns missing, too few patients, one
+            outcome only), or, with ``invalid_rows="stop"``, any row that would exclude a patient.
     """
-    path = Path(path).resolve()
-    if not path.is_file():
-        raise CohortError(f"{path}: manifest not found; point 'cohort.manifest' in your params file at your "
-                          "cohort.csv, or use 'cohort: {synthetic: {...}}'")
-    table = pd.read_csv(path, dtype={"patient_id": str, "scanner": str, "gender": str})
-    rename = {theirs: ours for ours, theirs in (columns or {}).items()}
-    table = table.rename(columns=rename)
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise CohortError(f"{path}: missing column(s) {missing}; the manifest needs {REQUIRED_COLUMNS} "
-                          "(map your own names with 'cohort.columns' in the params file)")
-    for col in MANIFEST_COLUMNS:
-        if col not in table.columns:
-            table[col] = pd.NA
-    table = table[MANIFEST_COLUMNS + [c for c in table.columns if c not in MANIFEST_COLUMNS]].copy()
-    table["patient_id"] = table["patient_id"].astype(str).str.strip()
-    dupes = table.loc[table["patient_id"].duplicated(), "patient_id"].tolist()
-    if dupes:
-        raise CohortError(f"{path}: duplicate patient_id {dupes[:5]}; every patient needs one row")
-    for col in NUMERIC_COLUMNS:
-        table[col] = pd.to_numeric(table[col], errors="coerce")
-    for col, allowed in ALLOWED_VALUES.items():
-        bad = table.loc[table[col].notna() & ~table[col].isin(allowed), ["patient_id", col]]
-        if len(bad):
-            raise CohortError(f"{path}: column '{col}' must be one of {sorted(allowed)}; "
-                              f"patients {bad['patient_id'].tolist()[:5]} have {bad[col].tolist()[:5]}")
-    if table["er"].isna().any():
-        raise CohortError(f"{path}: 'er' is missing for patients "
-                          f"{table.loc[table['er'].isna(), 'patient_id'].tolist()[:5]}; every patient needs 0 or 1")
-    bad_ki = table.loc[table["ki67"].notna() & ~table["ki67"].between(0, 1), "patient_id"].tolist()
-    if bad_ki:
-        raise CohortError(f"{path}: 'ki67' must be a fraction in [0, 1] (not percent); patients {bad_ki[:5]}")
-    table["er"] = table["er"].astype(int)
-    gender = table["gender"].astype("string").str.strip().str.upper().str[0]
-    table["gender"] = gender.where(gender.isin(["M", "F"]))
-    for col in PATH_COLUMNS:
-        table[col] = [str((path.parent / p).resolve()) if isinstance(p, str) and p.strip() else pd.NA
-                      for p in table[col]]
-    return table
+    if invalid_rows not in ("exclude", "stop"):
+        raise ValueError(f"invalid_rows must be 'exclude' or 'stop', got {invalid_rows!r}")
+    result = read_manifest(path, columns)
+    problems = result.problems
+    if invalid_rows == "stop" and len(result.excluded):
+        raise CohortError(f"{Path(path).resolve()}: {len(result.excluded)} problem(s) exclude patients; fix them, "
+                          "or set 'cohort.invalid_rows: exclude' to leave those patients out:\n"
+                          + format_problems(problems))
+    warned = problems[problems["severity"] == "warning"]
+    if len(warned):
+        warnings.warn(f"{Path(path).resolve()}: {len(warned)} warning(s), the patients kept:\n"
+                      + format_problems(warned), ManifestWarning, stacklevel=2)
+    return result.table
 
 
 def manifest_hash(path: Path | str) -> str:

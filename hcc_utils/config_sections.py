@@ -47,6 +47,10 @@ class CohortConfig(_Section):
     split_seed: int = Field(42, ge=0)
     split_column: str | None = Field(None, description="use a fixed split column (train/validation) "
                                      "of the manifest instead of a random split")
+    invalid_rows: Literal["exclude", "stop"] = Field(
+        "exclude", description="a bad manifest row (er empty or not 0/1, patient_id empty or repeated, no image or "
+        "mask) excludes that patient with the reason (exclude), or stops the run listing all of them (stop); "
+        "hcc_utils.manifest_check, docs/method.md section 1")
 
     @field_validator("synthetic")
     @classmethod

@@ -1,11 +1,11 @@
-"""The manifest loader and the patient-level split."""
+"""The manifest loader and the patient-level split (every row check: tests/test_manifest_check.py)."""
 
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from hcc_utils.cohort import CohortError, load_manifest, split_patients
+from hcc_utils.cohort import CohortError, ManifestWarning, load_manifest, split_patients
 from hcc_utils.config import CohortConfig
 
 
@@ -19,15 +19,21 @@ def row(pid: str, er: int, **extra) -> dict:
     return {"patient_id": pid, "image": f"images/{pid}.nii.gz", "mask": f"masks/{pid}.nii.gz", "er": er, **extra}
 
 
+def filler(n: int = 6) -> list[dict]:
+    """Enough good patients (half of each outcome) for a manifest to be splittable."""
+    return [row(f"F{i}", i % 2) for i in range(n)]
+
+
 def test_paths_become_absolute_and_columns_complete(tmp_path):
-    table = load_manifest(manifest(tmp_path, [row("P1", 1, gender="male"), row("P2", 0, gender="F")]))
+    table = load_manifest(manifest(tmp_path, [row("P1", 1, gender="male"), row("P2", 0, gender="F")] + filler()))
     assert table.loc[0, "image"] == str((tmp_path / "images/P1.nii.gz").resolve())
-    assert list(table["gender"]) == ["M", "F"]
+    assert list(table["gender"][:2]) == ["M", "F"]
     assert table["mask_reader2"].isna().all() and "ki67" in table.columns
 
 
 def test_column_mapping(tmp_path):
-    rows = [{"ID": "A", "ct": "a.nii.gz", "seg": "a_m.nii.gz", "recurrence": 1}]
+    rows = [{"ID": r["patient_id"], "ct": r["image"], "seg": r["mask"], "recurrence": r["er"]}
+            for r in [row("A", 1)] + filler()]
     table = load_manifest(manifest(tmp_path, rows),
                           {"patient_id": "ID", "image": "ct", "mask": "seg", "er": "recurrence"})
     assert table.loc[0, "patient_id"] == "A" and table.loc[0, "er"] == 1
@@ -35,16 +41,25 @@ def test_column_mapping(tmp_path):
 
 @pytest.mark.parametrize("rows, match", [
     ([{"patient_id": "A", "image": "a", "er": 1}], r"missing column\(s\) \['mask'\]"),
-    ([row("A", 1), row("A", 0)], "duplicate patient_id"),
-    ([row("A", 2)], "'er' must be one of"),
-    ([row("A", 1, mvi_grade=3)], "'mvi_grade' must be one of"),
-    ([row("A", 1, ki67=23)], "fraction in \\[0, 1\\]"),
+    ([row("A", 1), row("A", 0)] + filler(), r"patient_id 'A' is on rows 2, 3: every copy excluded"),
+    ([row("A", 2)] + filler(), r"column 'er': found '2', not 0 or 1: patient excluded"),
 ])
 def test_bad_manifests_are_named(tmp_path, rows, match):
     path = manifest(tmp_path, rows)
     with pytest.raises(CohortError, match=match) as err:
-        load_manifest(path)
+        load_manifest(path)  # invalid_rows="stop", the default of load_manifest
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"mvi_grade": 3}, r"column 'mvi_grade': '3(\.0)?' is not one of 0, 1, 2"),  # 3.0: the column has blanks
+    ({"ki67": 23}, r"column 'ki67': '23(\.0)?' is above 1: left missing; percent\? give a fraction in \[0, 1\]"),
+])
+def test_impossible_pathology_values_are_left_missing_with_a_warning(tmp_path, extra, match):
+    path = manifest(tmp_path, [row("A", 1, **extra)] + filler())
+    with pytest.warns(ManifestWarning, match=match):
+        table = load_manifest(path)
+    assert table[list(extra)].isna().all().all() and len(table) == 7
 
 
 def test_split_is_stratified_and_seeded(tmp_path):
@@ -59,10 +74,11 @@ def test_split_is_stratified_and_seeded(tmp_path):
 
 
 def test_fixed_split_column(tmp_path):
-    path = manifest(tmp_path, [row("A", 1, fold="train"), row("B", 0, fold="Validation")])
+    path = manifest(tmp_path, [row("A", 1, fold="train"), row("B", 0, fold="Validation")]
+                    + [r | {"fold": "train"} for r in filler()])
     table = load_manifest(path)
     split = split_patients(table, CohortConfig(manifest=path, split_column="fold"))
-    assert list(split) == ["train", "validation"]
+    assert list(split[:2]) == ["train", "validation"]
 
 
 def test_exclusion_log_is_per_stage_and_rerun_clears_it(tmp_path):

@@ -160,7 +160,8 @@ def test_patient_sets_and_inputs():
 
 
 def _manifest(tmp_path, cohort: pd.DataFrame):
-    table = cohort.reset_index().assign(image="img.nii.gz", mask="mask.nii.gz", er=0)
+    table = cohort.reset_index().assign(image="img.nii.gz", mask="mask.nii.gz")
+    table["er"] = np.arange(len(table)) % 2  # both outcomes: a manifest of one outcome is refused
     path = tmp_path / "cohort.csv"
     table.to_csv(path, index=False)
     return path
