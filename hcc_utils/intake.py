@@ -35,7 +35,7 @@ import pandas as pd
 from hcc_utils import artifacts
 from hcc_utils.cohort import SPLITS, CohortError, manifest_path, split_patients
 from hcc_utils.config import Params
-from hcc_utils.manifest_check import read_manifest
+from hcc_utils.manifest_check import format_problems, read_manifest
 from hcc_utils.patient_check import PatientCheck, check_patient, duplicate_images
 from hcc_utils.run_folder import RunFolder
 
@@ -110,10 +110,9 @@ def check_cohort(params: Params, run: RunFolder | None = None, progress: bool = 
 
     manifest = read_manifest(manifest_path(params), params.cohort.columns)
     problems = manifest.problems
-    if params.cohort.invalid_rows == "stop" and (problems["severity"] == "excluded").any():
-        lines = "\n".join(f"  - {m}" for m in problems.loc[problems["severity"] == "excluded", "message"])
-        raise CohortError(f"{manifest_path(params)}: invalid rows (cohort.invalid_rows: stop; set it to "
-                          f"'exclude' to go on without them):\n{lines}")
+    if params.cohort.invalid_rows == "stop" and len(manifest.excluded):
+        raise CohortError(f"{manifest_path(params)}: invalid rows (cohort.invalid_rows: stop; set it to 'exclude' to "
+                          f"go on without those patients):\n{format_problems(problems)}")
     rows = [{**problem, "stage": MANIFEST_STAGE} for problem in problems[["patient_id", "severity", "message"]]
             .assign(file="").to_dict("records")]
     table = manifest.table.reset_index(drop=True)
