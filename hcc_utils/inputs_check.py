@@ -2,12 +2,12 @@
 
 Every check raises :class:`PatientInputError`, whose text is a single sentence a user can act on::
 
-    patient HCC0007, file HCC0007_reader1.nii.gz: mask is empty (no voxel with a label); check that the mask
+    patient HCC0007, file 'HCC0007_reader1.nii.gz': mask is empty (no voxel with a label); check that the mask
     file is the right one and was saved after drawing
 
 The cohort loop (``hcc_utils.slices.build_slice_dataset``) catches it per patient, records it in the run's
 ``exclusions.csv`` and goes on with the other patients. Only file *names* are shown, never their folders
-(which may hold identifiers).
+(which may hold identifiers); a name is quoted, so that a leading or trailing space shows.
 """
 
 from __future__ import annotations
@@ -42,12 +42,8 @@ class PatientInputError(ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = []
-        if self.patient_id is not None:
-            where.append(f"patient {self.patient_id}")
-        if self.file:
-            where.append(f"{self.kind} {self.file}")
-        prefix = ", ".join(where) + ": " if where else ""
+        where = place(self.patient_id, self.file, self.kind)
+        prefix = f"{where}: " if where else ""
         return f"{prefix}{self.message}" + (f"; {self.hint}" if self.hint else "")
 
     def with_patient(self, patient_id: str | None) -> PatientInputError:
@@ -55,6 +51,15 @@ class PatientInputError(ValueError):
         err = PatientInputError(patient_id, self.file, self.message, self.hint)
         err.kind = self.kind
         return err
+
+
+def place(patient_id: str | None, file: str | Path | None, kind: str = "file") -> str:
+    """Where a message is about: ``patient HCC0007, file 'HCC0007.nii.gz'`` (the name only, quoted as Python
+    quotes it, so a trailing space or a control character shows), or a part of that, or ``""``."""
+    where = [] if patient_id is None else [f"patient {patient_id}"]
+    if file:
+        where.append(f"{kind} {Path(file).name!r}")
+    return ", ".join(where)
 
 
 def check_exists(path: Path, patient_id: str | None, role: str) -> None:

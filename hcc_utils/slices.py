@@ -28,7 +28,7 @@ import numpy as np
 
 from hcc_utils import artifacts
 from hcc_utils.config import Params, PreprocessConfig, SlicesConfig
-from hcc_utils.inputs_check import PatientInputError
+from hcc_utils.inputs_check import PatientInputError, place
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +91,7 @@ def _stack_one(patient_id: str, image: str, mask: str, pre: PreprocessConfig, cf
             first_line = first_line.replace(str(Path(path).parent), "...")
         first_line = first_line[:200]
         return {"patient_id": patient_id, "status": "excluded", "file": Path(image).name,
-                "message": f"patient {patient_id}, file {Path(image).name}: unexpected {type(err).__name__} "
+                "message": f"{place(patient_id, image)}: unexpected {type(err).__name__} "
                            f"while making the stack ({first_line}); please report it with this message"}
     info = {"patient_id": patient_id, "cache_key": key, **stack.info}
     tmp = artifacts.partial_path(stack_file)
@@ -133,7 +133,7 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
         else:
             for warning in result["info"]["warnings"]:
                 run.record_issue(result["patient_id"], STAGE, "warning", result["file"],
-                                 f"patient {result['patient_id']}, file {Path(result['file']).name}: {warning}")
+                                 f"{place(result['patient_id'], result['file'])}: {warning}")
     kept = rows[[results[str(p)]["status"] != "excluded" for p in rows["patient_id"]]]
     if kept.empty:
         reasons = "; ".join(r["message"] for r in list(results.values())[:3])

@@ -42,7 +42,7 @@ def test_truncated_gzip_is_caught_not_half_read(tmp_path):
     with pytest.raises(PatientInputError) as err:
         io.read_image(path, patient_id="HCC0009")
     text = str(err.value)
-    assert text.startswith("patient HCC0009, file HCC0009.nii.gz: image file is damaged")
+    assert text.startswith("patient HCC0009, file 'HCC0009.nii.gz': image file is damaged")
     assert "truncated or corrupt" in text and "copy or export the file again" in text
 
 
@@ -84,7 +84,7 @@ def test_single_time_point_4d_reads_as_3d(tmp_path):
 
 def test_unreadable_and_missing_files(tmp_path):
     (tmp_path / "notes.nrrd").write_text("this is not an image\n")
-    with pytest.raises(PatientInputError, match=r"file notes.nrrd: image file cannot be read as an image"):
+    with pytest.raises(PatientInputError, match=r"file 'notes.nrrd': image file cannot be read as an image"):
         io.read_image(tmp_path / "notes.nrrd")
     with pytest.raises(PatientInputError, match="mask not found; check the path"):
         io.read_image(tmp_path / "gone.nii.gz", role="mask")
@@ -112,7 +112,7 @@ def test_dicom_folder_with_two_series_asks_which(tmp_path):
     with pytest.raises(PatientInputError) as err:
         io.read_image(folder, patient_id="HCC0004")
     text = str(err.value)
-    assert ("patient HCC0004, folder mixed: folder holds 2 DICOM series (#0: 5 slice(s), #1: 3 slice(s))"
+    assert ("patient HCC0004, folder 'mixed': folder holds 2 DICOM series (#0: 5 slice(s), #1: 3 slice(s))"
             in text)
     assert "--series N" in text
     assert io.read_image(folder, series=1).GetSize() == (16, 16, 3)

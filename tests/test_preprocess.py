@@ -113,7 +113,7 @@ def test_geometry_mismatch_is_named(change, words):
     with pytest.raises(PatientInputError) as err:
         check_same_geometry(image, _copy(image, **change), 1e-3, "HCC0001", "HCC0001_mask.nii.gz")
     text = str(err.value)
-    assert text.startswith("patient HCC0001, file HCC0001_mask.nii.gz: ")
+    assert text.startswith("patient HCC0001, file 'HCC0001_mask.nii.gz': ")
     assert words in text and "export the mask again" in text
 
 

@@ -272,8 +272,8 @@ def test_crop_cli_bad_params_and_bad_input_print_one_line(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith("error: ") for line in lines)
     assert "offsets must contain 0" in lines[0]
-    assert "file nope.nii.gz: mask not found" in lines[1]
-    assert "file empty.nii.gz: mask is empty" in lines[2]
+    assert "file 'nope.nii.gz': mask not found" in lines[1]
+    assert "file 'empty.nii.gz': mask is empty" in lines[2]
     assert not (tmp_path / "out").exists()
 
 
