@@ -11,20 +11,42 @@ exported from the PACS and converted to NIfTI)::
 
 No patient identifier (name, ID, birth date, study date) is read into the outputs or printed: the NIfTI
 written by ``dicom2nifti`` holds voxels and geometry only, and messages name files, never DICOM attributes.
+
+ITK and GDCM write their own warnings (e.g. ``WARNING: In .../itkImageSeriesReader.hxx, line 502 ...
+Non uniform sampling or missing slices detected``) straight to the process's standard error. The readers here
+catch that output while they read (:func:`reader_messages`) and turn each warning into one line without folder
+names, handed to the caller (``notes``) or logged (logger ``hcc_utils.io``) when the caller does not ask.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from hcc_utils.inputs_check import PatientInputError, check_exists, check_volume, decompress_verified
+from hcc_utils.inputs_check import (
+    PatientInputError,
+    check_exists,
+    check_volume,
+    decompress_verified,
+    place,
+)
 
 _SPACING_TOLERANCE = 0.01  # fraction of the slice spacing
+_LOG = logging.getLogger(__name__)
+_STDERR_LOCK = threading.RLock()  # file descriptor 2 is the process's: one capture at a time
+_NOTE_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -48,7 +70,7 @@ class DicomSeries:
 
 
 def read_image(path: Path | str, patient_id: str | None = None, role: str = "image",
-               series: int | str | None = None) -> sitk.Image:
+               series: int | str | None = None, notes: list[str] | None = None) -> sitk.Image:
     """Read a 3D volume: NIfTI (``.nii``, ``.nii.gz``), NRRD, MHA/MHD, or a folder holding one DICOM series.
 
     Args:
@@ -56,6 +78,8 @@ def read_image(path: Path | str, patient_id: str | None = None, role: str = "ima
         patient_id: named in error messages.
         role: ``"image"`` or ``"mask"``, named in error messages.
         series: for a DICOM folder with several series, which one (index in :func:`list_dicom_series` or UID).
+        notes: receives one line per warning ITK or GDCM wrote while reading (filled also when the read then
+            fails); when None, each is logged instead. Nothing the readers write reaches standard error.
 
     Raises:
         PatientInputError: missing, empty, damaged (truncated gzip) or unreadable file; a 2D image; a DICOM
@@ -63,12 +87,92 @@ def read_image(path: Path | str, patient_id: str | None = None, role: str = "ima
     """
     path = Path(path)
     check_exists(path, patient_id, role)
-    if path.is_dir():
-        image = read_dicom_series(path, series=series, patient_id=patient_id, role=role)
-    else:
-        image = _drop_unit_fourth_axis(_read_file(path, patient_id, role))
+    with reader_messages(notes, patient_id, path, role):
+        if path.is_dir():
+            image = read_dicom_series(path, series=series, patient_id=patient_id, role=role)
+        else:
+            image = _drop_unit_fourth_axis(_read_file(path, patient_id, role))
     check_volume(image, patient_id, path, role)
     return image
+
+
+@contextmanager
+def reader_messages(notes: list[str] | None, patient_id: str | None = None, path: Path | str | None = None,
+                    role: str = "image") -> Iterator[None]:
+    """Catch what is written to standard error (file descriptor 2, where ITK and GDCM write) inside the block.
+
+    Each warning or error block becomes one line (:func:`summarise_reader_output`) appended to ``notes``, or
+    logged when ``notes`` is None, also when the block raises. Python's own ``sys.stderr`` is flushed first and
+    is not captured where it is not file descriptor 2 (pytest, Jupyter). Threads share the descriptor, so one
+    capture runs at a time; processes (joblib's default) each have their own.
+    """
+    with _STDERR_LOCK, tempfile.TemporaryFile() as captured:
+        saved = _redirect_stderr(captured.fileno())
+        try:
+            yield
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            for line in summarise_reader_output(text, [] if path is None else [Path(path)]):
+                if notes is not None:
+                    notes.append(line)
+                else:
+                    where = place(patient_id, path, "folder" if path and Path(path).is_dir() else "file")
+                    _LOG.warning("%s: the %s reader warned: %s", where or "reading", role, line)
+
+
+def _redirect_stderr(target: int) -> int | None:
+    """Point file descriptor 2 at ``target``; the saved descriptor to restore, or None when there is no standard
+    error to redirect (nothing is captured then)."""
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:
+        return None
+    os.dup2(target, 2)
+    return saved
+
+
+_BLOCK_START = re.compile(r"^\s*(WARNING|ERROR|Warning|Error)\b")
+_SOURCE = re.compile(r"^\s*(WARNING|ERROR|Warning|Error)\s*:?\s*(In\s+\S+?,\s*line\s+\d+(,\s*function\s+.*)?)?")
+_POINTER = re.compile(r"\s*\(0x[0-9a-fA-F]+\)")
+_FOLDERS = re.compile(r"[^\s'\"(),;=]*[\\/]")  # everything up to the last slash of a path-like token
+
+
+def summarise_reader_output(text: str, paths: list[Path] = ()) -> list[str]:
+    """One line per warning or error block of ITK/GDCM output, e.g. ``"ImageSeriesReader: Non uniform sampling
+    or missing slices detected, maximum nonuniformity:2.25"``: the source-code location and object addresses are
+    dropped, every path is cut to its last name (folders may hold identifiers), repeats are merged, and each
+    line is at most 200 characters. Text before the first block counts as one block."""
+    blocks: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        if _BLOCK_START.match(line) or not blocks:
+            blocks.append([])
+            line = _SOURCE.sub("", line, count=1)
+        blocks[-1].append(line.strip())
+    lines: list[str] = []
+    for block in blocks:
+        joined = " ".join(part for part in block if part)
+        for path in paths:  # the known folders first (they may hold spaces), then anything path-like
+            known = {str(path), str(path.resolve()), str(path.parent), str(path.resolve().parent)}
+            for folder in sorted(known, key=len, reverse=True):
+                if folder not in ("", ".", os.sep):
+                    joined = joined.replace(folder + os.sep, "")
+        joined = _FOLDERS.sub("", _POINTER.sub("", joined))
+        joined = re.sub(r"\s+", " ", joined).strip(" :,;.")
+        if len(joined) > _NOTE_CHARS:
+            joined = joined[: _NOTE_CHARS - 3].rstrip() + "..."
+        if joined and joined not in lines:
+            lines.append(joined)
+    return lines
 
 
 def _drop_unit_fourth_axis(image: sitk.Image) -> sitk.Image:
@@ -89,14 +193,21 @@ def _read_file(path: Path, patient_id: str | None, role: str) -> sitk.Image:
             shutil.rmtree(readable.parent, ignore_errors=True)
 
 
-def read_header(path: Path | str, patient_id: str | None = None, role: str = "image") -> ImageHeader:
+def read_header(path: Path | str, patient_id: str | None = None, role: str = "image",
+                notes: list[str] | None = None) -> ImageHeader:
     """The geometry of a volume from its header only (fast: no voxels are decompressed).
 
     For a DICOM folder, the size counts the slice files and the spacing comes from the first two slice
-    positions.
+    positions. ``notes`` as in :func:`read_image`.
     """
     path = Path(path)
     check_exists(path, patient_id, role)
+    with reader_messages(notes, patient_id, path, role):
+        header = _read_header(path, patient_id, role)
+    return header
+
+
+def _read_header(path: Path, patient_id: str | None, role: str) -> ImageHeader:
     reader = sitk.ImageFileReader()
     if path.is_dir():
         found = list_dicom_series(path)

@@ -6,6 +6,7 @@ import gzip
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -123,6 +124,56 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     folder = write_dicom_series(volume(shape_zyx=(6, 16, 16)), tmp_path / "gap", UID, skip_slices=(3,))
     with pytest.raises(PatientInputError, match="unevenly spaced"):
         io.read_image(folder)
+
+
+def _jittered_series(folder, shift_mm=0.02):
+    """A DICOM series whose fourth slice sits ``shift_mm`` off the regular grid: ITK warns, the read succeeds
+    (within ``io._SPACING_TOLERANCE``)."""
+    import pydicom
+
+    write_dicom_series(volume(shape_zyx=(6, 16, 16)), folder, UID)
+    path = folder / "slice003.dcm"
+    header = pydicom.dcmread(path)
+    position = [float(v) for v in header.ImagePositionPatient]
+    header.ImagePositionPatient = [f"{v:.4f}" for v in (position[0], position[1], position[2] + shift_mm)]
+    header.save_as(path)
+    return folder
+
+
+def test_itk_warnings_become_one_line_notes_not_raw_stderr(tmp_path, capfd):
+    notes = []
+    image = io.read_image(_jittered_series(tmp_path / "Doe Jane 1945" / "ct"), notes=notes)
+    assert image.GetSize() == (16, 16, 6)
+    assert capfd.readouterr().err == ""
+    assert notes == ["ImageSeriesReader: Non uniform sampling or missing slices detected, maximum "
+                     "nonuniformity:0.02"]
+    gap = write_dicom_series(volume(shape_zyx=(6, 16, 16)), tmp_path / "gap", UID, skip_slices=(3,))
+    notes = []
+    with pytest.raises(PatientInputError, match="unevenly spaced"):
+        io.read_image(gap, notes=notes)  # the notes are filled also when the read then fails
+    assert capfd.readouterr().err == "" and "missing slices detected" in notes[0]
+
+
+def test_itk_warnings_are_logged_when_the_caller_keeps_no_notes(tmp_path, capfd, caplog):
+    folder = _jittered_series(tmp_path / "ct")
+    with caplog.at_level("WARNING", logger="hcc_utils.io"):
+        io.read_image(folder, patient_id="HCC0003")
+        io.read_header(folder, patient_id="HCC0003")
+    assert capfd.readouterr().err == ""
+    assert [r.getMessage() for r in caplog.records][:1] == [
+        "patient HCC0003, folder 'ct': the image reader warned: ImageSeriesReader: Non uniform sampling or "
+        "missing slices detected, maximum nonuniformity:0.02"]
+
+
+def test_reader_output_is_summarised_without_folders():
+    text = ("WARNING: In /build/ITK/Modules/IO/itkGDCMImageIO.cxx, line 361\n"
+            "GDCMImageIO (0x5581d2c0): Could not read /data/Doe Jane/CT 1/slice7.dcm\n\n"
+            "WARNING: In /build/ITK/Modules/IO/itkGDCMImageIO.cxx, line 361\n"
+            "GDCMImageIO (0x5581d2c0): Could not read /data/Doe Jane/CT 1/slice7.dcm\n"
+            "Warning: In /gdcm/gdcmReader.cxx, line 12, function Read\nbad tag in Smith_J/x.dcm\n")
+    lines = io.summarise_reader_output(text, [Path("/data/Doe Jane/CT 1")])
+    assert lines == ["GDCMImageIO: Could not read slice7.dcm", "bad tag in x.dcm"]
+    assert io.summarise_reader_output("x" * 500)[0].endswith("...") and io.summarise_reader_output("\n") == []
 
 
 def test_dicom2nifti_writes_no_identifiers(tmp_path, capsys):
