@@ -142,14 +142,22 @@ def _gunzip(source: Path, target: Path) -> bool:
 
 def check_volume(image, patient_id: str | None, file: Path, role: str) -> None:
     """A 3D volume with more than one slice (a 2D image cannot give a 2.5D stack)."""
-    size = tuple(image.GetSize())
-    if image.GetDimension() == 2 or (image.GetDimension() == 3 and min(size) == 1):
+    check_dimensions(tuple(image.GetSize()), patient_id, file, role)
+
+
+def check_dimensions(size: tuple[int, ...], patient_id: str | None, file: Path, role: str) -> None:
+    """The same check from a size alone (voxels per axis, e.g. a header's): 3D, more than one voxel along each
+    axis; a 4D size whose fourth axis is 1 (one time point) counts as 3D."""
+    size = tuple(int(s) for s in size)
+    if len(size) == 4 and size[3] == 1:
+        size = size[:3]
+    if len(size) <= 2 or (len(size) == 3 and min(size) == 1):
         shown = "x".join(str(s) for s in size)
         raise PatientInputError(patient_id, file, f"{role} is 2D (a single {shown} slice), but the 2.5D "
                                 "stack needs the 3D volume",
                                 "export the whole series (all axial slices) as one file")
-    if image.GetDimension() != 3:
-        raise PatientInputError(patient_id, file, f"{role} has {image.GetDimension()} dimensions "
+    if len(size) != 3:
+        raise PatientInputError(patient_id, file, f"{role} has {len(size)} dimensions "
                                 f"({'x'.join(str(s) for s in size)}), expected a 3D volume",
                                 "save one 3D phase (the arterial phase) per file")
 

@@ -37,6 +37,7 @@ import SimpleITK as sitk
 
 from hcc_utils.inputs_check import (
     PatientInputError,
+    check_dimensions,
     check_exists,
     check_volume,
     decompress_verified,
@@ -199,11 +200,16 @@ def read_header(path: Path | str, patient_id: str | None = None, role: str = "im
 
     For a DICOM folder, the size counts the slice files and the spacing comes from the first two slice
     positions. ``notes`` as in :func:`read_image`.
+
+    Raises:
+        PatientInputError: missing or unreadable file, or a header that is not of a 3D volume (2D, or 4D with
+            several time points).
     """
     path = Path(path)
     check_exists(path, patient_id, role)
     with reader_messages(notes, patient_id, path, role):
         header = _read_header(path, patient_id, role)
+    check_dimensions(header.size, patient_id, path, role)
     return header
 
 
@@ -214,13 +220,18 @@ def _read_header(path: Path, patient_id: str | None, role: str) -> ImageHeader:
         if len(found) != 1:
             raise _series_error(path, found, patient_id)
         files = found[0].files
-        reader.SetFileName(files[0])
-        reader.ReadImageInformation()
-        spacing = list(reader.GetSpacing()[:2]) + [float(reader.GetSpacing()[2])]
+        second = sitk.ImageFileReader()
+        try:
+            reader.SetFileName(files[0])
+            reader.ReadImageInformation()
+            if len(files) > 1:
+                second.SetFileName(files[1])
+                second.ReadImageInformation()
+        except RuntimeError:
+            raise PatientInputError(patient_id, path, f"DICOM {role} series header cannot be read (damaged or "
+                                    "not an image series)", "export the series again from the PACS") from None
+        spacing = list(reader.GetSpacing()[:2]) + [float(reader.GetSpacing()[-1])]
         if len(files) > 1:
-            second = sitk.ImageFileReader()
-            second.SetFileName(files[1])
-            second.ReadImageInformation()
             spacing[2] = float(np.linalg.norm(np.subtract(second.GetOrigin(), reader.GetOrigin())))
         return ImageHeader(tuple(reader.GetSize()[:2]) + (len(files),), tuple(spacing), reader.GetOrigin(),
                            reader.GetDirection(), sitk.GetPixelIDValueAsString(reader.GetPixelID()))
