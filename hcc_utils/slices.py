@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 STAGE = "slices"
 STACK_VERSION = "1"  # bump when the stack's pixels change for the same inputs and parameters
+_NOT_IN_STACK = {"n_jobs", "min_lesion_mm3"}  # slices parameters that do not change a stack's pixels
 
 
 @dataclass
@@ -60,7 +61,7 @@ def _file_state(path: str) -> list:
 
 def _cache_key(image: str, mask: str, pre: PreprocessConfig, cfg: SlicesConfig) -> str:
     payload = {"version": STACK_VERSION, "preprocess": pre.model_dump(mode="json"),
-               "slices": cfg.model_dump(mode="json", exclude={"n_jobs"}),
+               "slices": cfg.model_dump(mode="json", exclude=_NOT_IN_STACK),
                "image": _file_state(image), "mask": _file_state(mask)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
