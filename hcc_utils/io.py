@@ -16,6 +16,10 @@ ITK and GDCM write their own warnings (e.g. ``WARNING: In .../itkImageSeriesRead
 Non uniform sampling or missing slices detected``) straight to the process's standard error. The readers here
 catch that output while they read (:func:`reader_messages`) and turn each warning into one line without folder
 names, handed to the caller (``notes``) or logged (logger ``hcc_utils.io``) when the caller does not ask.
+
+ITK 5.4's NIfTI reader silently replaces NaN and infinite voxels with 0 (fixed in ITK 6, ITK pull request 6683),
+which would hide a broken export as plausible tissue; :func:`read_image` puts them back, so the input checks
+(``hcc_utils.patient_check``) see what the file holds.
 """
 
 from __future__ import annotations
@@ -184,7 +188,11 @@ def _drop_unit_fourth_axis(image: sitk.Image) -> sitk.Image:
 def _read_file(path: Path, patient_id: str | None, role: str) -> sitk.Image:
     readable = decompress_verified(path, patient_id, role) if path.name.lower().endswith(".gz") else path
     try:
-        return sitk.ReadImage(str(readable))
+        image = sitk.ReadImage(str(readable))
+        if path.name.lower().endswith((".nii", ".nii.gz")) and image.GetPixelID() in (sitk.sitkFloat32,
+                                                                                      sitk.sitkFloat64):
+            image = _with_nonfinite_kept(image, readable)
+        return image
     except RuntimeError:
         raise PatientInputError(patient_id, path, f"{role} file cannot be read as an image (damaged, "
                                 "truncated or another format)", "export it again as NIfTI (.nii.gz), NRRD or "
@@ -192,6 +200,34 @@ def _read_file(path: Path, patient_id: str | None, role: str) -> sitk.Image:
     finally:
         if readable != path:
             shutil.rmtree(readable.parent, ignore_errors=True)
+
+
+def _with_nonfinite_kept(image: sitk.Image, nifti: Path) -> sitk.Image:
+    """``image`` (read by ITK from the uncompressed NIfTI file ``nifti``) with the file's NaN and infinite voxels
+    put back where ITK 5.4 wrote 0.
+
+    The file's voxels are memory-mapped (nibabel), unscaled: only a floating-point data type can hold them. NIfTI
+    stores x fastest, as ITK's buffer, so flat indices agree. Best effort: a file nibabel cannot map is left as
+    ITK read it.
+    """
+    try:
+        import nibabel as nib
+
+        raw = nib.load(str(nifti)).dataobj.get_unscaled()
+        if raw.dtype.kind != "f" or raw.size != np.prod(image.GetSize()) * image.GetNumberOfComponentsPerPixel():
+            return image
+        flat = np.reshape(raw, -1, order="F")
+        bad = np.flatnonzero(~np.isfinite(flat))
+        if bad.size == 0:
+            return image
+        kept = flat[bad].astype(np.float64)
+    except Exception:  # a check on top of a successful read must not fail the read
+        return image
+    values = sitk.GetArrayFromImage(image)
+    values.reshape(-1)[bad] = kept
+    out = sitk.GetImageFromArray(values, isVector=image.GetNumberOfComponentsPerPixel() > 1)
+    out.CopyInformation(image)
+    return out
 
 
 def read_header(path: Path | str, patient_id: str | None = None, role: str = "image",

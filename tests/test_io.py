@@ -83,6 +83,21 @@ def test_single_time_point_4d_reads_as_3d(tmp_path):
         io.read_image(tmp_path / "t3.nii.gz")
 
 
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nii"])
+def test_nifti_nan_and_infinite_voxels_are_kept_not_read_as_zero(tmp_path, name):
+    """ITK 5.4's NIfTI reader writes 0 for them; read_image puts them back, in the file's voxel order."""
+    values = np.full((5, 6, 7), 40.0, np.float32)  # nibabel order (x, y, z)
+    values[1, 2, 3], values[4, 0, 6], values[0, 5, 0] = np.nan, np.inf, -np.inf
+    nib.save(nib.Nifti1Image(values, np.diag([-0.8, -0.8, 3.0, 1.0])), tmp_path / name)
+    read = sitk.GetArrayFromImage(io.read_image(tmp_path / name))  # (z, y, x)
+    assert np.isnan(read[3, 2, 1]) and read[6, 0, 4] == np.inf and read[0, 5, 0] == -np.inf
+    assert np.isfinite(read).sum() == read.size - 3 and np.all(read[np.isfinite(read)] == 40.0)
+    scaled = nib.Nifti1Image(np.ones((5, 6, 7), np.int16), np.eye(4))
+    scaled.header.set_slope_inter(0.5, -10.0)  # integers on disk, floats once scaled: nothing to put back
+    nib.save(scaled, tmp_path / "scaled.nii.gz")
+    assert np.all(sitk.GetArrayFromImage(io.read_image(tmp_path / "scaled.nii.gz")) == -9.5)
+
+
 def test_unreadable_and_missing_files(tmp_path):
     (tmp_path / "notes.nrrd").write_text("this is not an image\n")
     with pytest.raises(PatientInputError, match=r"file 'notes.nrrd': image file cannot be read as an image"):
