@@ -184,7 +184,7 @@ def lesion_voxels(mask: np.ndarray, label: int, other_labels: str, patient_id: s
     if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
         odd = values[~(np.isfinite(values) & (values == np.round(values)))][0]
         raise PatientInputError(patient_id, file, f"mask holds non-integer values (e.g. {float(odd):.3g}), "
-                                "so it is not a label mask (an interpolated mask or an image?)",
+                                "so it is not a label mask (an interpolated mask, or image and mask swapped?)",
                                 "export the segmentation as integer labels (ITK-SNAP: Segmentation > Save)")
     present = np.unique(values).astype(np.int64)
     if label not in present:
