@@ -146,6 +146,15 @@ def test_tumour_at_the_volume_edge_warns(tmp_path):
     assert "fall outside the volume" in messages
 
 
+def test_nan_voxels_near_the_tumour(tmp_path):
+    image, mask = patient_files(tmp_path / "data", "BAD")
+    values = sitk.GetArrayFromImage(sitk.ReadImage(str(image))).astype(np.float32)
+    values[12, 18:22, 18:22] = np.nan  # read as NaN (not as ITK's 0), they would blank the whole stack
+    nan = _mask_like(image, values, "BAD_nan.nii.gz")
+    _excluded(tmp_path, nan, mask, "file 'BAD_nan.nii.gz': image holds NaN or infinite voxels that reach the 2.5D "
+              "stack", "export the image again")
+
+
 def test_2d_image(tmp_path):
     _, mask = patient_files(tmp_path / "data", "BAD")
     flat = write(volume()[:, :, 12], tmp_path / "data" / "BAD_2d.nii.gz")
