@@ -37,8 +37,9 @@ import SimpleITK as sitk
 
 from hcc_utils.config import PreprocessConfig, SlicesConfig
 from hcc_utils.inputs_check import PatientInputError, lesion_voxels, place
-from hcc_utils.io import read_image, summarise_reader_output
+from hcc_utils.io import read_image
 from hcc_utils.preprocess import check_same_geometry
+from hcc_utils.reader_output import summarise_reader_output
 
 EXCLUDED, WARNING = "excluded", "warning"
 AIR_BELOW_HU = -500.0

@@ -1,4 +1,5 @@
-"""Reading volumes (NIfTI, NRRD, MHA, DICOM series) and DICOM -> NIfTI without identifiers (hcc_utils.io)."""
+"""Reading volumes (NIfTI, NRRD, MHA, DICOM series) and DICOM -> NIfTI without identifiers (hcc_utils.io), and
+the readers' console output caught (hcc_utils.reader_output)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from _volumes import IDENTIFIERS, volume, write, write_dicom_series
 
 from hcc_utils import io
 from hcc_utils.inputs_check import PatientInputError
+from hcc_utils.reader_output import summarise_reader_output
 
 UID = "1.2.826.0.1.3680043.2.1125.7"
 
@@ -171,7 +173,7 @@ def test_itk_warnings_become_one_line_notes_not_raw_stderr(tmp_path, capfd):
 
 def test_itk_warnings_are_logged_when_the_caller_keeps_no_notes(tmp_path, capfd, caplog):
     folder = _jittered_series(tmp_path / "ct")
-    with caplog.at_level("WARNING", logger="hcc_utils.io"):
+    with caplog.at_level("WARNING", logger="hcc_utils.reader_output"):
         io.read_image(folder, patient_id="HCC0003")
         io.read_header(folder, patient_id="HCC0003")
     assert capfd.readouterr().err == ""
@@ -186,9 +188,9 @@ def test_reader_output_is_summarised_without_folders():
             "WARNING: In /build/ITK/Modules/IO/itkGDCMImageIO.cxx, line 361\n"
             "GDCMImageIO (0x5581d2c0): Could not read /data/Doe Jane/CT 1/slice7.dcm\n"
             "Warning: In /gdcm/gdcmReader.cxx, line 12, function Read\nbad tag in Smith_J/x.dcm\n")
-    lines = io.summarise_reader_output(text, [Path("/data/Doe Jane/CT 1")])
+    lines = summarise_reader_output(text, [Path("/data/Doe Jane/CT 1")])
     assert lines == ["GDCMImageIO: Could not read slice7.dcm", "bad tag in x.dcm"]
-    assert io.summarise_reader_output("x" * 500)[0].endswith("...") and io.summarise_reader_output("\n") == []
+    assert summarise_reader_output("x" * 500)[0].endswith("...") and summarise_reader_output("\n") == []
 
 
 def test_dicom2nifti_writes_no_identifiers(tmp_path, capsys):
