@@ -99,6 +99,9 @@ class SlicesConfig(_Section):
     other_labels: Literal["error", "ignore"] = Field("error", description="a mask label other than 0 and "
                                                      "mask_label: exclude the patient (error) or ignore it")
     n_jobs: int = Field(1, ge=1, le=64, description="patients processed in parallel")
+    min_lesion_mm3: float = Field(250.0, ge=0, description="tumour volume (mm^3) below which the input check "
+                                  "warns (250 mm^3: a sphere 7.8 mm across); it only warns, it never excludes. "
+                                  "docs/method.md section 1")
 
     @field_validator("offsets")
     @classmethod

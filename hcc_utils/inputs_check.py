@@ -2,12 +2,12 @@
 
 Every check raises :class:`PatientInputError`, whose text is a single sentence a user can act on::
 
-    patient HCC0007, file HCC0007_reader1.nii.gz: mask is empty (no voxel with a label); check that the mask
+    patient HCC0007, file 'HCC0007_reader1.nii.gz': mask is empty (no voxel with a label); check that the mask
     file is the right one and was saved after drawing
 
 The cohort loop (``hcc_utils.slices.build_slice_dataset``) catches it per patient, records it in the run's
 ``exclusions.csv`` and goes on with the other patients. Only file *names* are shown, never their folders
-(which may hold identifiers).
+(which may hold identifiers); a name is quoted, so that a leading or trailing space shows.
 """
 
 from __future__ import annotations
@@ -42,12 +42,8 @@ class PatientInputError(ValueError):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = []
-        if self.patient_id is not None:
-            where.append(f"patient {self.patient_id}")
-        if self.file:
-            where.append(f"{self.kind} {self.file}")
-        prefix = ", ".join(where) + ": " if where else ""
+        where = place(self.patient_id, self.file, self.kind)
+        prefix = f"{where}: " if where else ""
         return f"{prefix}{self.message}" + (f"; {self.hint}" if self.hint else "")
 
     def with_patient(self, patient_id: str | None) -> PatientInputError:
@@ -55,6 +51,15 @@ class PatientInputError(ValueError):
         err = PatientInputError(patient_id, self.file, self.message, self.hint)
         err.kind = self.kind
         return err
+
+
+def place(patient_id: str | None, file: str | Path | None, kind: str = "file") -> str:
+    """Where a message is about: ``patient HCC0007, file 'HCC0007.nii.gz'`` (the name only, quoted as Python
+    quotes it, so a trailing space or a control character shows), or a part of that, or ``""``."""
+    where = [] if patient_id is None else [f"patient {patient_id}"]
+    if file:
+        where.append(f"{kind} {Path(file).name!r}")
+    return ", ".join(where)
 
 
 def check_exists(path: Path, patient_id: str | None, role: str) -> None:
@@ -137,14 +142,22 @@ def _gunzip(source: Path, target: Path) -> bool:
 
 def check_volume(image, patient_id: str | None, file: Path, role: str) -> None:
     """A 3D volume with more than one slice (a 2D image cannot give a 2.5D stack)."""
-    size = tuple(image.GetSize())
-    if image.GetDimension() == 2 or (image.GetDimension() == 3 and min(size) == 1):
+    check_dimensions(tuple(image.GetSize()), patient_id, file, role)
+
+
+def check_dimensions(size: tuple[int, ...], patient_id: str | None, file: Path, role: str) -> None:
+    """The same check from a size alone (voxels per axis, e.g. a header's): 3D, more than one voxel along each
+    axis; a 4D size whose fourth axis is 1 (one time point) counts as 3D."""
+    size = tuple(int(s) for s in size)
+    if len(size) == 4 and size[3] == 1:
+        size = size[:3]
+    if len(size) <= 2 or (len(size) == 3 and min(size) == 1):
         shown = "x".join(str(s) for s in size)
         raise PatientInputError(patient_id, file, f"{role} is 2D (a single {shown} slice), but the 2.5D "
                                 "stack needs the 3D volume",
                                 "export the whole series (all axial slices) as one file")
-    if image.GetDimension() != 3:
-        raise PatientInputError(patient_id, file, f"{role} has {image.GetDimension()} dimensions "
+    if len(size) != 3:
+        raise PatientInputError(patient_id, file, f"{role} has {len(size)} dimensions "
                                 f"({'x'.join(str(s) for s in size)}), expected a 3D volume",
                                 "save one 3D phase (the arterial phase) per file")
 
@@ -171,7 +184,7 @@ def lesion_voxels(mask: np.ndarray, label: int, other_labels: str, patient_id: s
     if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
         odd = values[~(np.isfinite(values) & (values == np.round(values)))][0]
         raise PatientInputError(patient_id, file, f"mask holds non-integer values (e.g. {float(odd):.3g}), "
-                                "so it is not a label mask (an interpolated mask or an image?)",
+                                "so it is not a label mask (an interpolated mask, or image and mask swapped?)",
                                 "export the segmentation as integer labels (ITK-SNAP: Segmentation > Save)")
     present = np.unique(values).astype(np.int64)
     if label not in present:

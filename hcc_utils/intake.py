@@ -36,7 +36,7 @@ from hcc_utils import artifacts
 from hcc_utils.cohort import SPLITS, CohortError, manifest_path, split_patients
 from hcc_utils.config import Params
 from hcc_utils.manifest_check import format_problems, read_manifest
-from hcc_utils.patient_check import PatientCheck, check_patient, duplicate_images
+from hcc_utils.patient_check import Finding, PatientCheck, check_patient, mark_duplicates
 from hcc_utils.run_folder import RunFolder
 
 MANIFEST_STAGE, FILES_STAGE = "cohort", "inputs"
@@ -81,8 +81,6 @@ def _check_key(row: dict, params: Params) -> str:
 
 def _check_one(row: dict, params: Params, run: RunFolder | None) -> PatientCheck:
     """One patient's file check, from the run's cache when the files and parameters are unchanged."""
-    from hcc_utils.patient_check import Finding
-
     pid = str(row["patient_id"])
     key = _check_key(row, params)
     cache = artifacts.PATIENT_CHECK.path(run, stem=artifacts.file_stem(pid)) if run is not None else None
@@ -122,9 +120,9 @@ def check_cohort(params: Params, run: RunFolder | None = None, progress: bool = 
     stream = Parallel(n_jobs=n_jobs, return_as="generator")(jobs) if n_jobs > 1 else (
         _check_one(r, params, run) for r in records)
     checks = list(tqdm(stream, total=len(records), desc="input checks", unit="patient", disable=not progress))
+    checks = mark_duplicates(checks)
     for check in checks:
         rows += _finding_rows(check.patient_id, FILES_STAGE, check.findings)
-    rows += [{**r, "stage": FILES_STAGE} for r in duplicate_images(checks)]
     findings = pd.DataFrame(rows, columns=artifacts.EXCLUSION_COLUMNS)
     verdicts = findings.groupby("patient_id")["severity"].agg(set)
     status = {pid: "excluded" if "excluded" in v else "warning" for pid, v in verdicts.items()}

@@ -11,6 +11,16 @@ exported from the PACS and converted to NIfTI)::
 
 No patient identifier (name, ID, birth date, study date) is read into the outputs or printed: the NIfTI
 written by ``dicom2nifti`` holds voxels and geometry only, and messages name files, never DICOM attributes.
+
+ITK and GDCM write their own warnings (e.g. ``WARNING: In .../itkImageSeriesReader.hxx, line 502 ...
+Non uniform sampling or missing slices detected``) straight to the process's standard error. The readers here
+catch that output while they read (``hcc_utils.reader_output.reader_messages``) and turn each warning into one
+line without folder names, handed to the caller (``notes``) or logged (logger ``hcc_utils.reader_output``) when
+the caller does not ask.
+
+ITK 5.4's NIfTI reader silently replaces NaN and infinite voxels with 0 (fixed in ITK 6, ITK pull request 6683),
+which would hide a broken export as plausible tissue; :func:`read_image` puts them back, so the input checks
+(``hcc_utils.patient_check``) see what the file holds.
 """
 
 from __future__ import annotations
@@ -22,7 +32,14 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from hcc_utils.inputs_check import PatientInputError, check_exists, check_volume, decompress_verified
+from hcc_utils.inputs_check import (
+    PatientInputError,
+    check_dimensions,
+    check_exists,
+    check_volume,
+    decompress_verified,
+)
+from hcc_utils.reader_output import reader_messages
 
 _SPACING_TOLERANCE = 0.01  # fraction of the slice spacing
 
@@ -48,7 +65,7 @@ class DicomSeries:
 
 
 def read_image(path: Path | str, patient_id: str | None = None, role: str = "image",
-               series: int | str | None = None) -> sitk.Image:
+               series: int | str | None = None, notes: list[str] | None = None) -> sitk.Image:
     """Read a 3D volume: NIfTI (``.nii``, ``.nii.gz``), NRRD, MHA/MHD, or a folder holding one DICOM series.
 
     Args:
@@ -56,6 +73,8 @@ def read_image(path: Path | str, patient_id: str | None = None, role: str = "ima
         patient_id: named in error messages.
         role: ``"image"`` or ``"mask"``, named in error messages.
         series: for a DICOM folder with several series, which one (index in :func:`list_dicom_series` or UID).
+        notes: receives one line per warning ITK or GDCM wrote while reading (filled also when the read then
+            fails); when None, each is logged instead. Nothing the readers write reaches standard error.
 
     Raises:
         PatientInputError: missing, empty, damaged (truncated gzip) or unreadable file; a 2D image; a DICOM
@@ -63,10 +82,11 @@ def read_image(path: Path | str, patient_id: str | None = None, role: str = "ima
     """
     path = Path(path)
     check_exists(path, patient_id, role)
-    if path.is_dir():
-        image = read_dicom_series(path, series=series, patient_id=patient_id, role=role)
-    else:
-        image = _drop_unit_fourth_axis(_read_file(path, patient_id, role))
+    with reader_messages(notes, patient_id, path, role):
+        if path.is_dir():
+            image = read_dicom_series(path, series=series, patient_id=patient_id, role=role)
+        else:
+            image = _drop_unit_fourth_axis(_read_file(path, patient_id, role))
     check_volume(image, patient_id, path, role)
     return image
 
@@ -79,7 +99,11 @@ def _drop_unit_fourth_axis(image: sitk.Image) -> sitk.Image:
 def _read_file(path: Path, patient_id: str | None, role: str) -> sitk.Image:
     readable = decompress_verified(path, patient_id, role) if path.name.lower().endswith(".gz") else path
     try:
-        return sitk.ReadImage(str(readable))
+        image = sitk.ReadImage(str(readable))
+        if path.name.lower().endswith((".nii", ".nii.gz")) and image.GetPixelID() in (sitk.sitkFloat32,
+                                                                                      sitk.sitkFloat64):
+            image = _with_nonfinite_kept(image, readable)
+        return image
     except RuntimeError:
         raise PatientInputError(patient_id, path, f"{role} file cannot be read as an image (damaged, "
                                 "truncated or another format)", "export it again as NIfTI (.nii.gz), NRRD or "
@@ -89,27 +113,72 @@ def _read_file(path: Path, patient_id: str | None, role: str) -> sitk.Image:
             shutil.rmtree(readable.parent, ignore_errors=True)
 
 
-def read_header(path: Path | str, patient_id: str | None = None, role: str = "image") -> ImageHeader:
+def _with_nonfinite_kept(image: sitk.Image, nifti: Path) -> sitk.Image:
+    """``image`` (read by ITK from the uncompressed NIfTI file ``nifti``) with the file's NaN and infinite voxels
+    put back where ITK 5.4 wrote 0.
+
+    The file's voxels are memory-mapped (nibabel), unscaled: only a floating-point data type can hold them. NIfTI
+    stores x fastest, as ITK's buffer, so flat indices agree. Best effort: a file nibabel cannot map is left as
+    ITK read it.
+    """
+    try:
+        import nibabel as nib
+
+        raw = nib.load(str(nifti)).dataobj.get_unscaled()
+        if raw.dtype.kind != "f" or raw.size != np.prod(image.GetSize()) * image.GetNumberOfComponentsPerPixel():
+            return image
+        flat = np.reshape(raw, -1, order="F")
+        bad = np.flatnonzero(~np.isfinite(flat))
+        if bad.size == 0:
+            return image
+        kept = flat[bad].astype(np.float64)
+    except Exception:  # a check on top of a successful read must not fail the read
+        return image
+    values = sitk.GetArrayFromImage(image)
+    values.reshape(-1)[bad] = kept
+    out = sitk.GetImageFromArray(values, isVector=image.GetNumberOfComponentsPerPixel() > 1)
+    out.CopyInformation(image)
+    return out
+
+
+def read_header(path: Path | str, patient_id: str | None = None, role: str = "image",
+                notes: list[str] | None = None) -> ImageHeader:
     """The geometry of a volume from its header only (fast: no voxels are decompressed).
 
     For a DICOM folder, the size counts the slice files and the spacing comes from the first two slice
-    positions.
+    positions. ``notes`` as in :func:`read_image`.
+
+    Raises:
+        PatientInputError: missing or unreadable file, or a header that is not of a 3D volume (2D, or 4D with
+            several time points).
     """
     path = Path(path)
     check_exists(path, patient_id, role)
+    with reader_messages(notes, patient_id, path, role):
+        header = _read_header(path, patient_id, role)
+    check_dimensions(header.size, patient_id, path, role)
+    return header
+
+
+def _read_header(path: Path, patient_id: str | None, role: str) -> ImageHeader:
     reader = sitk.ImageFileReader()
     if path.is_dir():
         found = list_dicom_series(path)
         if len(found) != 1:
             raise _series_error(path, found, patient_id)
         files = found[0].files
-        reader.SetFileName(files[0])
-        reader.ReadImageInformation()
-        spacing = list(reader.GetSpacing()[:2]) + [float(reader.GetSpacing()[2])]
+        second = sitk.ImageFileReader()
+        try:
+            reader.SetFileName(files[0])
+            reader.ReadImageInformation()
+            if len(files) > 1:
+                second.SetFileName(files[1])
+                second.ReadImageInformation()
+        except RuntimeError:
+            raise PatientInputError(patient_id, path, f"DICOM {role} series header cannot be read (damaged or "
+                                    "not an image series)", "export the series again from the PACS") from None
+        spacing = list(reader.GetSpacing()[:2]) + [float(reader.GetSpacing()[-1])]
         if len(files) > 1:
-            second = sitk.ImageFileReader()
-            second.SetFileName(files[1])
-            second.ReadImageInformation()
             spacing[2] = float(np.linalg.norm(np.subtract(second.GetOrigin(), reader.GetOrigin())))
         return ImageHeader(tuple(reader.GetSize()[:2]) + (len(files),), tuple(spacing), reader.GetOrigin(),
                            reader.GetDirection(), sitk.GetPixelIDValueAsString(reader.GetPixelID()))

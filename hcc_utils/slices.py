@@ -28,7 +28,7 @@ import numpy as np
 
 from hcc_utils import artifacts
 from hcc_utils.config import Params, PreprocessConfig, SlicesConfig
-from hcc_utils.inputs_check import PatientInputError
+from hcc_utils.inputs_check import PatientInputError, place
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 STAGE = "slices"
 STACK_VERSION = "1"  # bump when the stack's pixels change for the same inputs and parameters
+_NOT_IN_STACK = {"n_jobs", "min_lesion_mm3"}  # slices parameters that do not change a stack's pixels
 
 
 @dataclass
@@ -60,7 +61,7 @@ def _file_state(path: str) -> list:
 
 def _cache_key(image: str, mask: str, pre: PreprocessConfig, cfg: SlicesConfig) -> str:
     payload = {"version": STACK_VERSION, "preprocess": pre.model_dump(mode="json"),
-               "slices": cfg.model_dump(mode="json", exclude={"n_jobs"}),
+               "slices": cfg.model_dump(mode="json", exclude=_NOT_IN_STACK),
                "image": _file_state(image), "mask": _file_state(mask)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -91,7 +92,7 @@ def _stack_one(patient_id: str, image: str, mask: str, pre: PreprocessConfig, cf
             first_line = first_line.replace(str(Path(path).parent), "...")
         first_line = first_line[:200]
         return {"patient_id": patient_id, "status": "excluded", "file": Path(image).name,
-                "message": f"patient {patient_id}, file {Path(image).name}: unexpected {type(err).__name__} "
+                "message": f"{place(patient_id, image)}: unexpected {type(err).__name__} "
                            f"while making the stack ({first_line}); please report it with this message"}
     info = {"patient_id": patient_id, "cache_key": key, **stack.info}
     tmp = artifacts.partial_path(stack_file)
@@ -133,7 +134,7 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
         else:
             for warning in result["info"]["warnings"]:
                 run.record_issue(result["patient_id"], STAGE, "warning", result["file"],
-                                 f"patient {result['patient_id']}, file {Path(result['file']).name}: {warning}")
+                                 f"{place(result['patient_id'], result['file'])}: {warning}")
     kept = rows[[results[str(p)]["status"] != "excluded" for p in rows["patient_id"]]]
     if kept.empty:
         reasons = "; ".join(r["message"] for r in list(results.values())[:3])

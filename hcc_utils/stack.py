@@ -193,7 +193,8 @@ def stack_from_images(image: sitk.Image, mask: sitk.Image, pre: PreprocessConfig
     """The stack of already-read volumes: geometry check, lesion, plan, slices, and the warnings to record.
 
     Raises:
-        PatientInputError: image/mask geometry mismatch or a bad mask (see :func:`find_lesion`).
+        PatientInputError: image/mask geometry mismatch, a bad mask (see :func:`find_lesion`), or NaN or infinite
+            image voxels that reach the stack.
     """
     check_same_geometry(image, mask, pre.geometry_tolerance, patient_id, mask_file)
     lesion = find_lesion(mask, cfg, patient_id, mask_file)
@@ -203,6 +204,9 @@ def stack_from_images(image: sitk.Image, mask: sitk.Image, pre: PreprocessConfig
     except PatientInputError as err:
         raise PatientInputError(patient_id, mask_file, err.message, err.hint) from None
     images, masks = extract_stack(image, lesion, plan, pre, cfg.size)
+    if not np.isfinite(images).all():  # NaN in the image spreads through the B-spline over the whole slab
+        raise PatientInputError(patient_id, image_file, "image holds NaN or infinite voxels that reach the 2.5D "
+                                "stack", "export the image again (a failed conversion or resampling leaves these)")
     return PatientStack(images, masks, _describe(plan, lesion, image, pre, cfg))
 
 

@@ -91,7 +91,21 @@ IDENTIFIERS = {"0010|0010": "DOE^JANE", "0010|0020": "PID31337", "0010|0030": "1
 
 
 def write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, skip_slices=()) -> Path:
-    """Write ``image`` as a CT DICOM series (one file per slice) carrying the fake identifiers above."""
+    """Write ``image`` as a CT DICOM series (one file per slice) carrying the fake identifiers above.
+
+    GDCM's writer sets the process's locale to "C", which makes Python's default text encoding ASCII for the
+    tests that run after it; the locale is put back.
+    """
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write_dicom_series(image, folder, series_uid, skip_slices)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(image: sitk.Image, folder: Path, series_uid: str, skip_slices) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()

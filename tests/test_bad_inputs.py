@@ -59,14 +59,14 @@ def _mask_like(image_path, values: np.ndarray, name: str):
 def test_missing_file(tmp_path):
     image, mask = patient_files(tmp_path / "data", "BAD")
     image.unlink()
-    _excluded(tmp_path, image, mask, "file BAD.nii.gz: image not found", "check the path")
+    _excluded(tmp_path, image, mask, "file 'BAD.nii.gz': image not found", "check the path")
 
 
 def test_unreadable_file(tmp_path):
     _, mask = patient_files(tmp_path / "data", "BAD")
     junk = tmp_path / "data" / "BAD.nrrd"
     junk.write_bytes(b"NRRD0004\ntype: banana\n\n")
-    _excluded(tmp_path, junk, mask, "file BAD.nrrd: image file cannot be read as an image",
+    _excluded(tmp_path, junk, mask, "file 'BAD.nrrd': image file cannot be read as an image",
               "export it again as NIfTI")
 
 
@@ -74,7 +74,7 @@ def test_truncated_nifti_is_not_silently_half_read(tmp_path):
     image, mask = patient_files(tmp_path / "data", "BAD")
     data = image.read_bytes()
     image.write_bytes(data[: int(len(data) * 0.8)])
-    _excluded(tmp_path, image, mask, "file BAD.nii.gz: image file is damaged", "truncated or corrupt",
+    _excluded(tmp_path, image, mask, "file 'BAD.nii.gz': image file is damaged", "truncated or corrupt",
               "copy or export the file again")
 
 
@@ -83,14 +83,14 @@ def test_geometry_mismatch(tmp_path):
     shifted = sitk.ReadImage(str(mask))
     shifted.SetOrigin(np.add(shifted.GetOrigin(), (0.0, 0.0, 6.0)).tolist())
     write(shifted, mask)
-    _excluded(tmp_path, image, mask, "file BAD_mask.nii.gz: mask origin is shifted by (0, 0, 6) mm",
+    _excluded(tmp_path, image, mask, "file 'BAD_mask.nii.gz': mask origin is shifted by (0, 0, 6) mm",
               "export the mask again from the image it was drawn on")
 
 
 def test_empty_mask(tmp_path):
     image, _ = patient_files(tmp_path / "data", "BAD")
     empty = _mask_like(image, np.zeros((24, 40, 40), np.uint8), "BAD_empty.nii.gz")
-    _excluded(tmp_path, image, empty, "file BAD_empty.nii.gz: mask is empty", "check that the mask file")
+    _excluded(tmp_path, image, empty, "file 'BAD_empty.nii.gz': mask is empty", "check that the mask file")
 
 
 def test_unexpected_labels(tmp_path):
@@ -146,10 +146,19 @@ def test_tumour_at_the_volume_edge_warns(tmp_path):
     assert "fall outside the volume" in messages
 
 
+def test_nan_voxels_near_the_tumour(tmp_path):
+    image, mask = patient_files(tmp_path / "data", "BAD")
+    values = sitk.GetArrayFromImage(sitk.ReadImage(str(image))).astype(np.float32)
+    values[12, 18:22, 18:22] = np.nan  # read as NaN (not as ITK's 0), they would blank the whole stack
+    nan = _mask_like(image, values, "BAD_nan.nii.gz")
+    _excluded(tmp_path, nan, mask, "file 'BAD_nan.nii.gz': image holds NaN or infinite voxels that reach the 2.5D "
+              "stack", "export the image again")
+
+
 def test_2d_image(tmp_path):
     _, mask = patient_files(tmp_path / "data", "BAD")
     flat = write(volume()[:, :, 12], tmp_path / "data" / "BAD_2d.nii.gz")
-    _excluded(tmp_path, flat, mask, "file BAD_2d.nii.gz: image is 2D (a single 40x40 slice)",
+    _excluded(tmp_path, flat, mask, "file 'BAD_2d.nii.gz': image is 2D (a single 40x40 slice)",
               "export the whole series")
 
 
@@ -167,7 +176,7 @@ def test_dicom_folder_with_mixed_series(tmp_path):
         other.SeriesNumber = 3
         other.save_as(folder / f"b{k}.dcm")
     mask = write(sitk.Image([512, 512, 3], sitk.sitkUInt8), tmp_path / "data" / "BAD_mask.nii.gz")
-    message = _excluded(tmp_path, folder, mask, "folder", "folder BAD_dicom: folder holds 2 DICOM series",
+    message = _excluded(tmp_path, folder, mask, "folder", "folder 'BAD_dicom': folder holds 2 DICOM series",
                         "(#0: 3 slice(s), #1: 3 slice(s))", "--series N")
     assert "JANCT" not in message and "99000" not in message  # no PatientName / PatientID
 

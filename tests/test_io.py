@@ -1,4 +1,5 @@
-"""Reading volumes (NIfTI, NRRD, MHA, DICOM series) and DICOM -> NIfTI without identifiers (hcc_utils.io)."""
+"""Reading volumes (NIfTI, NRRD, MHA, DICOM series) and DICOM -> NIfTI without identifiers (hcc_utils.io), and
+the readers' console output caught (hcc_utils.reader_output)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import gzip
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,6 +17,7 @@ from _volumes import IDENTIFIERS, volume, write, write_dicom_series
 
 from hcc_utils import io
 from hcc_utils.inputs_check import PatientInputError
+from hcc_utils.reader_output import summarise_reader_output
 
 UID = "1.2.826.0.1.3680043.2.1125.7"
 
@@ -42,7 +45,7 @@ def test_truncated_gzip_is_caught_not_half_read(tmp_path):
     with pytest.raises(PatientInputError) as err:
         io.read_image(path, patient_id="HCC0009")
     text = str(err.value)
-    assert text.startswith("patient HCC0009, file HCC0009.nii.gz: image file is damaged")
+    assert text.startswith("patient HCC0009, file 'HCC0009.nii.gz': image file is damaged")
     assert "truncated or corrupt" in text and "copy or export the file again" in text
 
 
@@ -82,9 +85,24 @@ def test_single_time_point_4d_reads_as_3d(tmp_path):
         io.read_image(tmp_path / "t3.nii.gz")
 
 
+@pytest.mark.parametrize("name", ["nan.nii.gz", "nan.nii"])
+def test_nifti_nan_and_infinite_voxels_are_kept_not_read_as_zero(tmp_path, name):
+    """ITK 5.4's NIfTI reader writes 0 for them; read_image puts them back, in the file's voxel order."""
+    values = np.full((5, 6, 7), 40.0, np.float32)  # nibabel order (x, y, z)
+    values[1, 2, 3], values[4, 0, 6], values[0, 5, 0] = np.nan, np.inf, -np.inf
+    nib.save(nib.Nifti1Image(values, np.diag([-0.8, -0.8, 3.0, 1.0])), tmp_path / name)
+    read = sitk.GetArrayFromImage(io.read_image(tmp_path / name))  # (z, y, x)
+    assert np.isnan(read[3, 2, 1]) and read[6, 0, 4] == np.inf and read[0, 5, 0] == -np.inf
+    assert np.isfinite(read).sum() == read.size - 3 and np.all(read[np.isfinite(read)] == 40.0)
+    scaled = nib.Nifti1Image(np.ones((5, 6, 7), np.int16), np.eye(4))
+    scaled.header.set_slope_inter(0.5, -10.0)  # integers on disk, floats once scaled: nothing to put back
+    nib.save(scaled, tmp_path / "scaled.nii.gz")
+    assert np.all(sitk.GetArrayFromImage(io.read_image(tmp_path / "scaled.nii.gz")) == -9.5)
+
+
 def test_unreadable_and_missing_files(tmp_path):
     (tmp_path / "notes.nrrd").write_text("this is not an image\n")
-    with pytest.raises(PatientInputError, match=r"file notes.nrrd: image file cannot be read as an image"):
+    with pytest.raises(PatientInputError, match=r"file 'notes.nrrd': image file cannot be read as an image"):
         io.read_image(tmp_path / "notes.nrrd")
     with pytest.raises(PatientInputError, match="mask not found; check the path"):
         io.read_image(tmp_path / "gone.nii.gz", role="mask")
@@ -112,7 +130,7 @@ def test_dicom_folder_with_two_series_asks_which(tmp_path):
     with pytest.raises(PatientInputError) as err:
         io.read_image(folder, patient_id="HCC0004")
     text = str(err.value)
-    assert ("patient HCC0004, folder mixed: folder holds 2 DICOM series (#0: 5 slice(s), #1: 3 slice(s))"
+    assert ("patient HCC0004, folder 'mixed': folder holds 2 DICOM series (#0: 5 slice(s), #1: 3 slice(s))"
             in text)
     assert "--series N" in text
     assert io.read_image(folder, series=1).GetSize() == (16, 16, 3)
@@ -123,6 +141,56 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     folder = write_dicom_series(volume(shape_zyx=(6, 16, 16)), tmp_path / "gap", UID, skip_slices=(3,))
     with pytest.raises(PatientInputError, match="unevenly spaced"):
         io.read_image(folder)
+
+
+def _jittered_series(folder, shift_mm=0.02):
+    """A DICOM series whose fourth slice sits ``shift_mm`` off the regular grid: ITK warns, the read succeeds
+    (within ``io._SPACING_TOLERANCE``)."""
+    import pydicom
+
+    write_dicom_series(volume(shape_zyx=(6, 16, 16)), folder, UID)
+    path = folder / "slice003.dcm"
+    header = pydicom.dcmread(path)
+    position = [float(v) for v in header.ImagePositionPatient]
+    header.ImagePositionPatient = [f"{v:.4f}" for v in (position[0], position[1], position[2] + shift_mm)]
+    header.save_as(path)
+    return folder
+
+
+def test_itk_warnings_become_one_line_notes_not_raw_stderr(tmp_path, capfd):
+    notes = []
+    image = io.read_image(_jittered_series(tmp_path / "Doe Jane 1945" / "ct"), notes=notes)
+    assert image.GetSize() == (16, 16, 6)
+    assert capfd.readouterr().err == ""
+    assert notes == ["ImageSeriesReader: Non uniform sampling or missing slices detected, maximum "
+                     "nonuniformity:0.02"]
+    gap = write_dicom_series(volume(shape_zyx=(6, 16, 16)), tmp_path / "gap", UID, skip_slices=(3,))
+    notes = []
+    with pytest.raises(PatientInputError, match="unevenly spaced"):
+        io.read_image(gap, notes=notes)  # the notes are filled also when the read then fails
+    assert capfd.readouterr().err == "" and "missing slices detected" in notes[0]
+
+
+def test_itk_warnings_are_logged_when_the_caller_keeps_no_notes(tmp_path, capfd, caplog):
+    folder = _jittered_series(tmp_path / "ct")
+    with caplog.at_level("WARNING", logger="hcc_utils.reader_output"):
+        io.read_image(folder, patient_id="HCC0003")
+        io.read_header(folder, patient_id="HCC0003")
+    assert capfd.readouterr().err == ""
+    assert [r.getMessage() for r in caplog.records][:1] == [
+        "patient HCC0003, folder 'ct': the image reader warned: ImageSeriesReader: Non uniform sampling or "
+        "missing slices detected, maximum nonuniformity:0.02"]
+
+
+def test_reader_output_is_summarised_without_folders():
+    text = ("WARNING: In /build/ITK/Modules/IO/itkGDCMImageIO.cxx, line 361\n"
+            "GDCMImageIO (0x5581d2c0): Could not read /data/Doe Jane/CT 1/slice7.dcm\n\n"
+            "WARNING: In /build/ITK/Modules/IO/itkGDCMImageIO.cxx, line 361\n"
+            "GDCMImageIO (0x5581d2c0): Could not read /data/Doe Jane/CT 1/slice7.dcm\n"
+            "Warning: In /gdcm/gdcmReader.cxx, line 12, function Read\nbad tag in Smith_J/x.dcm\n")
+    lines = summarise_reader_output(text, [Path("/data/Doe Jane/CT 1")])
+    assert lines == ["GDCMImageIO: Could not read slice7.dcm", "bad tag in x.dcm"]
+    assert summarise_reader_output("x" * 500)[0].endswith("...") and summarise_reader_output("\n") == []
 
 
 def test_dicom2nifti_writes_no_identifiers(tmp_path, capsys):

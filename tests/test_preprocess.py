@@ -12,6 +12,7 @@ from hcc_utils.preprocess import (
     Grid,
     axial_grid,
     check_same_geometry,
+    geometry_by_scanner,
     geometry_table,
     resample,
     resample_onto,
@@ -113,7 +114,7 @@ def test_geometry_mismatch_is_named(change, words):
     with pytest.raises(PatientInputError) as err:
         check_same_geometry(image, _copy(image, **change), 1e-3, "HCC0001", "HCC0001_mask.nii.gz")
     text = str(err.value)
-    assert text.startswith("patient HCC0001, file HCC0001_mask.nii.gz: ")
+    assert text.startswith("patient HCC0001, file 'HCC0001_mask.nii.gz': ")
     assert words in text and "export the mask again" in text
 
 
@@ -134,3 +135,21 @@ def test_geometry_table_reads_headers(tmp_path):
     assert table.loc[1, "slice_mm"] == pytest.approx(5.0)
     assert table["scanner"].tolist() == ["A", "B", "A"]
     assert "not found" in table.loc[2, "problem"]
+
+
+def test_geometry_table_gives_a_2d_or_4d_image_a_row_saying_so(tmp_path):
+    import nibabel as nib
+
+    image, mask = patient_files(tmp_path, "HCC0001")
+    flat = write(volume()[:, :, 12], tmp_path / "HCC0002.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((5, 6, 7, 3), np.int16), np.eye(4)), tmp_path / "HCC0003.nii.gz")
+    cohort = cohort_table({"HCC0001": (image, mask), "HCC0002": (flat, mask),
+                           "HCC0003": (tmp_path / "HCC0003.nii.gz", mask)})
+    cohort["scanner"] = ["A", "A", "B"]
+    table = geometry_table(cohort, progress=False)
+    assert table["problem"].tolist()[0] == ""
+    assert table.loc[1, "problem"].startswith("image is 2D (a single 40x40 slice)")
+    assert table.loc[2, "problem"].startswith("image has 4 dimensions (5x6x7x3)")
+    assert table.loc[1:, "size"].tolist() == ["", ""]
+    summary = geometry_by_scanner(table).set_index("scanner")
+    assert summary.loc["A", "unreadable"] == 1 and summary.loc["B", "unreadable"] == 1

@@ -277,8 +277,8 @@ def test_crop_cli_bad_params_and_bad_input_print_one_line(tmp_path, capsys):
     assert printed.out == "" and "Traceback" not in printed.err
     assert len(lines) == 5 and all(line.startswith("error: ") for line in lines)
     assert "offsets must contain 0" in lines[0]
-    assert "file nope.nii.gz: mask not found" in lines[1]
-    assert "file empty.nii.gz: mask is empty" in lines[2]
+    assert "file 'nope.nii.gz': mask not found" in lines[1]
+    assert "file 'empty.nii.gz': mask is empty" in lines[2]
     assert "missing.yaml: parameter file not found" in lines[3]
     assert lines[4] == "error: --out 'out': 'afile' above it is a file, not a folder; choose another --out"
     assert not (tmp_path / "out").exists()
