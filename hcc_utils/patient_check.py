@@ -14,8 +14,8 @@ The checks, in order (verdict in brackets):
 1. Reading (``io.read_image``): missing, empty, damaged or unreadable file, a 2D image, a 4D image with several
    time points, a bad DICOM folder [excluded]; what ITK or GDCM warned while reading [warning].
 2. The image's values: several values per voxel (colour) [excluded]; NaN or infinite voxels [excluded]; a
-   constant image [excluded]; whole numbers within 0..255, i.e. not CT in HU (an 8-bit export) [excluded]; no
-   value below -500 HU, i.e. no air (not in HU, or cropped) [warning].
+   constant image [excluded]; an 8-bit picture (8-bit voxels, or whole numbers spanning 0..255), i.e. not CT in
+   HU [excluded]; no value below -500 HU, i.e. no air (not in HU, or cropped) [warning].
 3. Image and mask geometry (``preprocess.check_same_geometry``) [excluded].
 4. The mask: it looks like an image (non-integer values, or more than 20 distinct values: image and mask
    swapped?) [excluded]; empty, no tumour label, other labels (``inputs_check.lesion_voxels``) [excluded]; a
@@ -43,6 +43,8 @@ from hcc_utils.reader_output import summarise_reader_output
 
 EXCLUDED, WARNING = "excluded", "warning"
 AIR_BELOW_HU = -500.0
+FULL_8BIT_SPAN = (5.0, 200.0)
+"""Whole numbers from at most the first to at least the second value look like an 8-bit export, whatever the type."""
 """A CT in HU of a body holds air outside it (about -1000 HU): some voxel below this value (HU)."""
 MAX_MASK_LABELS = 20
 """More distinct values than this in a mask (with negative values, or more than 255 of them, or
@@ -210,7 +212,7 @@ def _check_values(ct: sitk.Image, path: Path, found: _Findings) -> tuple[tuple[f
     if low == high:
         found.add(EXCLUDED, path, f"image is constant (every voxel is {low:g})",
                   "export the image again: this one holds no picture")
-    elif low >= 0 and high <= 255 and _whole_numbers(values):
+    elif low >= 0 and high <= 255 and _looks_8bit(ct, values, low, high):
         found.add(EXCLUDED, path, f"image holds whole numbers within 0..255 only (from {shown}), so it is not a "
                   "CT in Hounsfield units (an 8-bit export, or the mask given as the image?)",
                   "export the image in HU: apply the DICOM rescale slope and intercept, or convert the DICOM "
@@ -221,6 +223,15 @@ def _check_values(ct: sitk.Image, path: Path, found: _Findings) -> tuple[tuple[f
                   "check that the DICOM rescale slope and intercept were applied (a crop inside the body is "
                   "fine)")
     return (low, high), nonfinite
+
+
+def _looks_8bit(ct: sitk.Image, values: np.ndarray, low: float, high: float) -> bool:
+    """An 8-bit picture rather than a CT in HU: an 8-bit voxel type, or whole numbers spanning most of 0..255.
+
+    A CT in HU within 0..255 with a narrow spread (a tight crop inside soft tissue) only gets the no-air warning.
+    """
+    eight_bit = ct.GetPixelID() in (sitk.sitkUInt8, sitk.sitkInt8)
+    return eight_bit or (low <= FULL_8BIT_SPAN[0] and high >= FULL_8BIT_SPAN[1] and _whole_numbers(values))
 
 
 def _whole_numbers(values: np.ndarray) -> bool:

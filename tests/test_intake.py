@@ -95,7 +95,7 @@ def test_invalid_rows_stop_lists_them_all(bad_cohort, tmp_path):
 
 def test_file_checks_are_cached_in_the_run_folder(tmp_path, monkeypatch):
     data = tmp_path / "data"
-    params, run = params_for(data, good_cohort(data, n=4)), RunFolder(tmp_path / "run")
+    params, run = params_for(data, good_cohort(data, n=6)), RunFolder(tmp_path / "run")
     first = intake.check_cohort(params, run, progress=False)
     monkeypatch.setattr(intake, "check_patient", lambda *a, **k: pytest.fail("read again"))
     again = intake.check_cohort(params, run, progress=False)
@@ -119,7 +119,7 @@ def test_check_command_table_and_exit_codes(bad_cohort, tmp_path, monkeypatch, c
     assert (report.loc[report["patient_id"] == "P05", "status"] != "excluded").all()
     assert main(["check", "--params", str(params_file)]) == 0 and (tmp_path / "check-intake-2.csv").is_file()
     assert main(["check", "--params", str(params_file), "--out", "check-intake.csv"]) == 2  # never overwritten
-    few = [r for r in rows if r["patient_id"] in {"P00", "P01", "P02", "P03", "P04"}]
+    few = [r for r in rows if r["patient_id"] in {"P00", "P01", "P02", "P03", "P04", "P05"}]
     pd.DataFrame(few).to_csv(data / "cohort.csv", index=False)
     assert main(["check", "--params", str(params_file)]) == 1
     assert "cannot run: too few usable patients" in capsys.readouterr().out
