@@ -196,6 +196,7 @@ def _check(args: argparse.Namespace) -> int:
     or a manifest that cannot be read at all (through :func:`main`)."""
     from hcc_utils.cohort import CohortError
     from hcc_utils.config import load_params
+    from hcc_utils.artifacts import CHECK_REPORT
     from hcc_utils.intake import check_cohort, check_report, plan_split, preflight
 
     if args.out is not None and args.out.exists():
@@ -203,7 +204,7 @@ def _check(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     problems = preflight(params)
     check = check_cohort(params)
-    out = args.out or _free_name(Path(f"check-{params.name}.csv"))
+    out = args.out or _free_name(Path(CHECK_REPORT.format(name=params.name)))
     _can_create(out, "--out")
     check_report(check).to_csv(out, index=False)
     print(check.line())

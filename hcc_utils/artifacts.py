@@ -153,6 +153,9 @@ DELONG = Artifact("tables/delong.csv", "06_comparison", "DeLong's test for each 
 TABLE5 = Artifact("tables/table5_pathology.csv", "08_pathology", "Table 5: MIL features vs pathology",
                   ("feature", "indicator", "r", "r_low", "r_high", "p"))
 
+CHECK_REPORT = "check-{name}.csv"
+"""``python -m hcc_utils check``'s findings, written in the working folder (there is no run folder yet)."""
+
 ARCHIVE_MEMBER = "{name}.npy"
 """An array inside a ``.npz`` archive (SLICE_ARRAYS, STACK): images, masks, offsets."""
 

@@ -282,7 +282,7 @@ def patients_line(run: RunFolder, notebooks: list[tuple[str, str]]) -> str:
     parts = []
     for chapter, rows in excluded.groupby(excluded["stage"].map(STAGE_CHAPTERS).fillna(""), sort=True):
         title = titles.get(chapter)
-        where = f"[{title}](notebooks/{chapter}.ipynb)" if title else "exclusions.csv"
+        where = f"[{title}](notebooks/{chapter}.ipynb)" if title else run.exclusions_file.name
         parts.append(f"{rows['patient_id'].nunique()} in {where}")
     return f"{excluded['patient_id'].nunique()} excluded ({'; '.join(parts)}), with the reasons"
 

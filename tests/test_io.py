@@ -228,7 +228,7 @@ def error_lines(capsys) -> list[str]:
 
 def test_dicom2nifti_bad_input_returns_2_with_one_line(tmp_path, capsys):
     assert dicom2nifti(tmp_path / "nowhere", tmp_path / "o.nii.gz") == 2
-    assert error_lines(capsys) == ["error: file nowhere: DICOM folder not found; check the path (in a manifest, "
+    assert error_lines(capsys) == ["error: file 'nowhere': DICOM folder not found; check the path (in a manifest, "
                                    "paths are relative to cohort.csv)"]
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "scan.dcm").write_text("not a DICOM file")
