@@ -194,9 +194,9 @@ def _synth(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     """``check``: 0 when the cohort can run (patients may be excluded), 1 when it cannot, 2 for bad parameters
     or a manifest that cannot be read at all (through :func:`main`)."""
+    from hcc_utils.artifacts import CHECK_REPORT
     from hcc_utils.cohort import CohortError
     from hcc_utils.config import load_params
-    from hcc_utils.artifacts import CHECK_REPORT
     from hcc_utils.intake import check_cohort, check_report, plan_split, preflight
 
     if args.out is not None and args.out.exists():

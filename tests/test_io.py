@@ -234,7 +234,7 @@ def test_dicom2nifti_bad_input_returns_2_with_one_line(tmp_path, capsys):
     (tmp_path / "notes" / "scan.dcm").write_text("not a DICOM file")
     assert dicom2nifti(tmp_path / "notes", tmp_path / "o.nii.gz") == 2
     [line] = error_lines(capsys)
-    assert line.startswith("error: folder notes: folder holds no DICOM series; point to the folder")
+    assert line.startswith("error: folder 'notes': folder holds no DICOM series; point to the folder")
     assert dicom2nifti(tmp_path / "notes", tmp_path / "o.png") == 2
     assert "output name must end in .nii or .nii.gz" in error_lines(capsys)[0]
     assert dicom2nifti(tmp_path / "notes", tmp_path / "notes") == 2
