@@ -245,6 +245,12 @@ def read_dicom_series(folder: Path | str, series: int | str | None = None, patie
     try:
         raw = reader.Execute()
     except RuntimeError:
+        sizes = _slice_sizes(chosen.files)
+        if len(sizes) > 1:
+            shown = " and ".join("x".join(map(str, size)) for size in sorted(sizes)[:3])
+            raise PatientInputError(patient_id, folder, f"DICOM slices of this series have different sizes "
+                                    f"({shown} pixels): the folder mixes images of several series or "
+                                    "reconstructions", "export the arterial-phase series alone") from None
         raise PatientInputError(patient_id, folder, f"DICOM {role} series cannot be read (damaged or not an "
                                 "image series)", "export the series again from the PACS") from None
     raw = _drop_unit_fourth_axis(raw)
@@ -256,6 +262,20 @@ def read_dicom_series(folder: Path | str, series: int | str | None = None, patie
                                 "series are mixed",
                                 "export the complete series again")
     return _geometry_only(raw)
+
+
+def _slice_sizes(files: tuple[str, ...]) -> set[tuple[int, ...]]:
+    """The distinct in-plane sizes (columns, rows) of the slice files, from their headers."""
+    sizes = set()
+    for name in files:
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(name)
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            continue
+        sizes.add(tuple(reader.GetSize()[:2]))
+    return sizes
 
 
 def _slice_spacing_deviation(files: tuple[str, ...], image: sitk.Image) -> float:

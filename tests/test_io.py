@@ -143,6 +143,14 @@ def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
         io.read_image(folder)
 
 
+def test_dicom_series_mixing_slice_sizes_says_so(tmp_path):
+    folder = write_dicom_series(volume(shape_zyx=(6, 16, 16)), tmp_path / "mixed", UID)
+    other = write_dicom_series(volume(shape_zyx=(6, 12, 12)), tmp_path / "small", UID)
+    (other / "slice003.dcm").replace(folder / "slice003.dcm")
+    with pytest.raises(PatientInputError, match=r"different sizes \(12x12 and 16x16 pixels\).*several series"):
+        io.read_image(folder)
+
+
 def _jittered_series(folder, shift_mm=0.02):
     """A DICOM series whose fourth slice sits ``shift_mm`` off the regular grid: ITK warns, the read succeeds
     (within ``io._SPACING_TOLERANCE``)."""
