@@ -203,3 +203,13 @@ def test_force_plot_of_a_patient_at_the_base_value_finishes(result):
     fig = shap_plots.force_figure(at_base, "P004")
     assert "base value" in fig.axes[0].texts[0].get_text()
     plt.close("all")
+
+
+def test_force_plot_with_every_feature_on_one_side_draws_no_empty_shading(result):
+    """All SHAP values of one sign: SHAP's zero-width shading of the empty side (which hung the book) is gone."""
+    one_sided = copy.deepcopy(result)
+    one_sided.explanation.values = np.abs(result.explanation.values) + 1e-3
+    fig = shap_plots.force_figure(one_sided, "P004")
+    extents = [image.get_extent() for ax in fig.axes for image in ax.images]
+    assert extents and all(left != right and bottom != top for left, right, bottom, top in extents)
+    plt.close("all")

@@ -61,9 +61,17 @@ def force_figure(result: ShapResult, patient_id: str) -> plt.Figure:
         return fig
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # tight_layout notices from SHAP's text placement
+        warnings.filterwarnings("ignore", "divide by zero", RuntimeWarning)  # a side without features (below)
         fig = shap.plots.force(float(row.base_values), row.values, features=np.round(shown.astype(float), 3),
                                feature_names=result.feature_names, out_names=OUTPUT_NAME, matplotlib=True,
                                show=False, figsize=(16, 3.5), text_rotation=0)
+    for ax in fig.axes:
+        for image in list(ax.images):
+            left, right, bottom, top = image.get_extent()
+            if left == right or bottom == top:
+                # SHAP shades a side with no feature (all SHAP values of one sign) with a zero-width image;
+                # rendering it inline never finishes, and it shows nothing
+                image.remove()
     fig.text(0.5, 0.08, f"DL-MIL, patient {patient_id}: features pushing {OUTPUT_NAME} up (red) and down (blue) "
              "from the base value", ha="center", fontsize=12)
     return fig
