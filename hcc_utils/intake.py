@@ -136,6 +136,7 @@ def check_cohort(params: Params, run: RunFolder | None = None, progress: bool = 
     summary = pd.concat([summary, pd.DataFrame({"patient_id": dropped, "status": "excluded",
                                                 "findings": [int((findings["patient_id"] == p).sum())
                                                              for p in dropped]})], ignore_index=True)
+    summary["er"] = summary["er"].astype("Int64")  # empty for a row whose outcome could not be read
     excluded = {pid for pid, verdict in status.items() if verdict == "excluded"}
     usable = table[~table["patient_id"].isin(excluded)].reset_index(drop=True)
     return CohortCheck(usable, findings, summary)
