@@ -263,6 +263,20 @@ def test_roc_and_calibration_tables(run):
     assert curves.groupby(["dataset", "model"]).size().max() <= evaluation.calibration_bins
 
 
+def test_calibration_table_shows_why_a_value_is_missing(run, monkeypatch):
+    import statsmodels.api as sm
+
+    from hcc_utils import calibration
+
+    class NoConvergence(sm.GLM):
+        def fit(self, *args, **kwargs):
+            return super().fit(*args, **{**kwargs, "maxiter": 1})
+
+    monkeypatch.setattr(calibration.sm, "GLM", NoConvergence)
+    table = comparison.calibration_table(comparison.load_predictions(run))
+    assert table["note"].str.contains("did not converge").all() and table["slope"].isna().all()
+
+
 def test_sample_size_table_beside_the_runs_sets(run):
     table = comparison.sample_size_table(make_params().evaluation, comparison.load_predictions(run))
     assert table.iloc[0][["set", "ER", "NER"]].tolist() == ["required", 13, 13]

@@ -5,12 +5,14 @@ References: (1) DeLong's structural components computed directly from every case
 in its wheel; (4) scikit-learn for AUC and logistic regression; (5) the paper's MedCalc sample size (13 + 13).
 """
 
+import warnings
 from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
@@ -18,6 +20,7 @@ from scipy.special import expit, logit
 from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from hcc_utils import calibration, sample_size, stats
 
@@ -323,6 +326,50 @@ def test_brier_and_curve_by_hand():
 def test_separated_predictions_give_nan_slope_with_a_reason():
     out = calibration.calibration_summary([0, 0, 1, 1], [0.0, 0.2, 0.9, 1.0])
     assert np.isnan(out["slope"]) and "separate" in out["note"] and np.isfinite(out["intercept"])
+
+
+def test_a_logistic_fit_that_does_not_converge_is_left_empty_with_a_note():
+    y, p = calibration_data(seed=2, n=200, sharpen=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left to the console
+        out = calibration.calibration_summary(y, p, max_iter=1)
+    assert np.isnan(out["intercept"]) and np.isnan(out["slope"])
+    assert "intercept fit did not converge in 1 IRLS iteration(s)" in out["note"]
+    assert "slope fit did not converge" in out["note"]
+    assert calibration.calibration_summary(y, p)["note"] == ""  # the default converges
+
+
+class FailingGLM(sm.GLM):
+    def fit(self, *args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+
+class WarningGLM(sm.GLM):
+    category = ConvergenceWarning
+
+    def fit(self, *args, **kwargs):
+        warnings.warn("maximum likelihood optimization failed to converge", self.category, stacklevel=2)
+        return super().fit(*args, **kwargs)
+
+
+def test_a_failed_logistic_fit_is_a_note_not_an_error(monkeypatch):
+    monkeypatch.setattr(calibration.sm, "GLM", FailingGLM)
+    out = calibration.calibration_summary(*calibration_data(seed=3, n=200))
+    assert np.isnan(out["intercept"]) and np.isnan(out["slope"]) and np.isfinite(out["brier"])
+    assert "intercept fit failed (LinAlgError: Singular matrix)" in out["note"]
+
+
+def test_statsmodels_warnings_become_the_note_and_other_warnings_are_not_hidden(monkeypatch):
+    monkeypatch.setattr(calibration.sm, "GLM", WarningGLM)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        out = calibration.calibration_summary(*calibration_data(seed=3, n=200))
+    assert not shown and np.isfinite(out["slope"])
+    assert "slope fit warned (ConvergenceWarning: maximum likelihood optimization failed" in out["note"]
+    monkeypatch.setattr(WarningGLM, "category", UserWarning)
+    with pytest.warns(UserWarning, match="maximum likelihood"):
+        out = calibration.calibration_summary(*calibration_data(seed=3, n=200))
+    assert out["note"] == ""
 
 
 # ----------------------------------------------------------------------------------------------------------
