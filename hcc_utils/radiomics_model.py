@@ -192,7 +192,7 @@ def fit_radiomics_model(cohort: pd.DataFrame, params: Params, run: RunFolder,
     split = cohort.set_index(cohort["patient_id"].astype(str))["split"]
     training = [p for p in reader1.index if split.get(p) == "train"]
     if not training:
-        raise radiomics.RadiomicsError("no training patient has reader-1 features; see exclusions.csv")
+        raise radiomics.RadiomicsError(f"no training patient has reader-1 features; see {run.exclusions_file}")
     finite = finite_features(reader1, training)
     if len(finite) < reader1.shape[1]:
         notes.append(f"{reader1.shape[1] - len(finite)} feature(s) without a finite value for every training "
