@@ -38,6 +38,10 @@ from scipy.stats import norm
 
 METHOD = ("Hanley & McNeil (1982) variance of the AUC, large-sample form (as MedCalc 'Sample size: area "
           "under ROC curve' and PASS 'Tests for One ROC Curve'), normal approximation")
+PAPER_INPUTS = {"auc": 0.8, "null_auc": 0.5, "alpha": 0.05, "power": 0.8, "ratio": 1.0, "two_sided": True}
+"""The paper's MedCalc inputs ("Sample size" paragraph)."""
+PAPER_SIZE = (13, 13)
+"""ER and NER patients the paper reports for ``PAPER_INPUTS``."""
 
 
 def _check_auc(value: float, name: str) -> None:
@@ -90,6 +94,24 @@ class AUCSampleSize:
     @property
     def total(self) -> int:
         return self.n_positive + self.n_negative
+
+    def summary(self) -> str:
+        """One sentence for the book: these inputs, the sizes they give and how that compares with the paper's
+        13 + 13 (said only when the inputs are the paper's; otherwise which inputs differ)."""
+        side = "two-sided" if self.two_sided else "one-sided"
+        text = (f"AUC {self.auc:g} against {self.null_auc:g}, {side} alpha {self.alpha:g}, power {self.power:g}, "
+                f"{self.ratio:g} NER per ER: at least {self.n_positive} ER + {self.n_negative} NER "
+                f"({self.total} patients; {self.n_positive_exact:.2f} ER before rounding up).")
+        mine = {"auc": self.auc, "null_auc": self.null_auc, "alpha": self.alpha, "power": self.power,
+                "ratio": self.ratio, "two_sided": self.two_sided}
+        differ = [k for k, v in PAPER_INPUTS.items() if not math.isclose(float(mine[k]), float(v))]
+        paper = f"{PAPER_SIZE[0]} + {PAPER_SIZE[1]}"
+        if differ:
+            return text + (f" These are not the paper's inputs ({', '.join(differ)} differ), so the paper's "
+                           f"{paper} does not apply.")
+        same = (self.n_positive, self.n_negative) == PAPER_SIZE
+        return text + (f" These are the paper's inputs, and the result {'matches' if same else 'differs from'} "
+                       f"the paper's {paper} (MedCalc).")
 
 
 def _z_alpha(alpha: float, two_sided: bool) -> float:
