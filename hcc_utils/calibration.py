@@ -16,7 +16,10 @@ intercept and slope by logistic recalibration.
 Tree ensembles output probabilities of exactly 0 or 1; they are clipped to ``[eps, 1 - eps]`` before the
 logit. When the predictions separate the outcomes perfectly (common for apparent training predictions of
 ExtraTrees) the slope has no finite maximum-likelihood estimate and is reported as NaN, with the reason in
-``note``.
+``note``. A logistic fit that does not converge within ``max_iter`` IRLS iterations, or fails, also gives NaN
+with the reason in ``note`` (statsmodels reports non-convergence only through ``converged``); statsmodels'
+convergence and separation warnings raised during a fit are turned into that note, and any other warning is
+passed on unchanged. ``comparison.calibration_table`` shows the note beside the numbers.
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ import statsmodels.api as sm
 from scipy.special import logit
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import brier_score_loss
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError, PerfectSeparationWarning
 
 from hcc_utils.stats import check_inputs
 
 DEFAULT_EPS = 1e-3
+DEFAULT_MAX_ITER = 100  # statsmodels' own default for IRLS
+EXPECTED_WARNINGS = (ConvergenceWarning, PerfectSeparationWarning)
+"""The statsmodels warnings a logistic recalibration can raise; each becomes part of the ``note``."""
 
 
 def _checked_probabilities(y_true, prob) -> tuple[np.ndarray, np.ndarray]:
@@ -68,41 +75,78 @@ def _separated(lp: np.ndarray, y: np.ndarray) -> bool:
     return bool(hi0 <= lo1 or hi1 <= lo0)
 
 
-def calibration_intercept_slope(y_true, prob, eps: float = DEFAULT_EPS) -> dict[str, float | str]:
+def _logistic_fit(what: str, y: np.ndarray, exog: np.ndarray, offset: np.ndarray | None,
+                  max_iter: int) -> tuple[np.ndarray | None, str]:
+    """A binomial GLM's coefficients, or ``None`` and why (not converged, failed); ``EXPECTED_WARNINGS`` are
+    turned into the returned text, every other warning is re-issued as it came."""
+    problem = ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EXPECTED_WARNINGS)
+        try:
+            fit = sm.GLM(y, exog, family=sm.families.Binomial(), offset=offset).fit(maxiter=max_iter)
+        except (PerfectSeparationError, np.linalg.LinAlgError, ValueError) as exc:
+            fit, problem = None, f"{what} fit failed ({type(exc).__name__}: {exc})"
+    expected = []
+    for item in caught:
+        if issubclass(item.category, EXPECTED_WARNINGS):
+            expected.append(f"{item.category.__name__}: {item.message}")
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno, source=item.source)
+    if fit is not None and not fit.converged:
+        problem = f"{what} fit did not converge in {max_iter} IRLS iteration(s)"
+    if fit is not None and not problem and not np.all(np.isfinite(fit.params)):
+        problem = f"{what} fit gave a non-finite estimate"
+    if problem:
+        said = "; ".join(dict.fromkeys(expected))
+        return None, problem + (f" (statsmodels: {said})" if said else "") + f"; {what} left empty"
+    if expected:  # converged, finite, yet warned: keep the value, say what statsmodels said
+        return fit.params, f"{what} fit warned ({'; '.join(dict.fromkeys(expected))})"
+    return fit.params, ""
+
+
+def calibration_intercept_slope(y_true, prob, eps: float = DEFAULT_EPS,
+                                max_iter: int = DEFAULT_MAX_ITER) -> dict[str, float | str]:
     """Calibration intercept (calibration-in-the-large) and slope by logistic recalibration.
 
     Args:
         y_true: 0/1 outcomes.
         prob: predicted probabilities in [0, 1].
         eps: probabilities are clipped to ``[eps, 1 - eps]`` before the logit (trees output exact 0 and 1).
+        max_iter: IRLS iterations allowed per logistic fit.
 
     Returns:
-        ``{"intercept", "slope", "note"}``; ``slope`` is NaN (and ``note`` says why) when the predictions
-        separate the outcomes perfectly or do not vary.
+        ``{"intercept", "slope", "note"}`` (intercept and slope on the logit scale). ``slope`` is NaN, and
+        ``note`` says why, when the predictions separate the outcomes perfectly or do not vary; either value is
+        NaN, with the reason in ``note``, when its fit did not converge or failed.
     """
     if not 0 < eps < 0.5:
         raise ValueError(f"eps must be in (0, 0.5), got {eps}")
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be at least 1, got {max_iter}")
     y, p = _checked_probabilities(y_true, prob)
     lp = logit(np.clip(p, eps, 1 - eps))
-    ones = np.ones((len(y), 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convergence chatter is checked through the fit results below
-        intercept = float(sm.GLM(y, ones, family=sm.families.Binomial(), offset=lp).fit().params[0])
-        if np.ptp(lp) == 0:
-            return {"intercept": intercept, "slope": float("nan"),
-                    "note": "predictions do not vary; slope undefined"}
-        if _separated(lp, y):
-            return {"intercept": intercept, "slope": float("nan"),
-                    "note": "predictions separate the outcomes perfectly; slope unbounded"}
-        fit = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
-    return {"intercept": intercept, "slope": float(fit.params[1]), "note": ""}
+    params, intercept_note = _logistic_fit("intercept", y, np.ones((len(y), 1)), lp, max_iter)
+    intercept = float("nan") if params is None else float(params[0])
+    notes = [intercept_note] if intercept_note else []
+    if np.ptp(lp) == 0:
+        notes.append("predictions do not vary; slope undefined")
+        return {"intercept": intercept, "slope": float("nan"), "note": "; ".join(notes)}
+    if _separated(lp, y):
+        notes.append("predictions separate the outcomes perfectly; slope unbounded")
+        return {"intercept": intercept, "slope": float("nan"), "note": "; ".join(notes)}
+    params, slope_note = _logistic_fit("slope", y, sm.add_constant(lp), None, max_iter)
+    notes += [slope_note] if slope_note else []
+    slope = float("nan") if params is None else float(params[1])
+    return {"intercept": intercept, "slope": slope, "note": "; ".join(notes)}
 
 
-def calibration_summary(y_true, prob, eps: float = DEFAULT_EPS) -> dict[str, float | str]:
+def calibration_summary(y_true, prob, eps: float = DEFAULT_EPS,
+                        max_iter: int = DEFAULT_MAX_ITER) -> dict[str, float | str]:
     """Brier score, calibration intercept and slope of one set of predictions.
 
     Returns:
-        ``{"n", "brier", "intercept", "slope", "note"}``.
+        ``{"n", "brier", "intercept", "slope", "note"}``; ``note`` is empty unless a value is missing or a fit
+        warned (``calibration_intercept_slope``).
     """
     y, p = _checked_probabilities(y_true, prob)
-    return {"n": len(y), "brier": brier_score(y, p), **calibration_intercept_slope(y, p, eps)}
+    return {"n": len(y), "brier": brier_score(y, p), **calibration_intercept_slope(y, p, eps, max_iter)}

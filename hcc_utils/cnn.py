@@ -144,21 +144,45 @@ def resolve_device(cfg: CNNConfig) -> torch.device:
     return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
 
 
+class InnerSplitWarning(UserWarning):
+    """The inner CNN split could not be stratified by ER (docs/method.md section 3)."""
+
+
 def patient_roles(patients: pd.DataFrame, protocol: str, inner_fraction: float, seed: int) -> pd.Series:
     """Each patient's role, indexed by patient_id: ``inner_train``/``inner_validation``/``validation``
-    (leak_free: the inner split is stratified by ER, by patient, seeded) or ``train``/``validation``."""
+    (leak_free: the inner split is stratified by ER, by patient, seeded) or ``train``/``validation``.
+
+    When an outcome group has too few training patients to stratify (tiny cohorts), the inner split is drawn
+    without stratification, and that is said, never silent: ``attrs["inner_split_note"]`` gives the counts, the
+    scikit-learn reason and, when the inner validation patients all share one outcome, the consequence (no epoch
+    has a selection AUC); ``attrs["inner_split"]`` is a short label ("stratified by ER", or "NOT stratified: ..."),
+    which ``training_plan`` shows as a column; ``train_and_predict`` raises the note as an ``InnerSplitWarning``.
+    Both are empty under ``onekey_compat`` (no inner split).
+    """
     roles = pd.Series(np.where(patients["split"] == "train", "train", "validation"),
                       index=patients["patient_id"].astype(str), name="role")
+    roles.attrs.update(inner_split="", inner_split_note="")
     if protocol != "leak_free":
         return roles
     train = patients[patients["split"] == "train"]
     ids = train["patient_id"].astype(str)
+    label, note = "stratified by ER", ""
     try:
         _, inner_val = train_test_split(ids, test_size=inner_fraction, stratify=train["er"], random_state=seed)
-    except ValueError:  # too few patients of a class to stratify (tiny cohorts)
+    except ValueError as exc:  # too few patients of a class to stratify (tiny cohorts)
         _, inner_val = train_test_split(ids, test_size=inner_fraction, random_state=seed)
+        n_er, inner_er = int(train["er"].sum()), train.set_index(ids)["er"].loc[inner_val.to_numpy()]
+        counts = (f"{n_er} ER and {len(train) - n_er} NER training patients; the inner validation set has "
+                  f"{int(inner_er.sum())} ER and {int(len(inner_er) - inner_er.sum())} NER")
+        label = f"NOT stratified by ER (random): {counts}"
+        note = f"the inner split is NOT stratified by ER (random instead): {counts} (scikit-learn: {exc})"
+        if inner_er.nunique() < 2:
+            label += "; one outcome only: no selection AUC, last epoch kept"
+            note += ("; with one outcome only, no epoch has a defined selection AUC, so each network keeps its "
+                     "last epoch and the architecture is the first listed (or cnn.downstream_architecture)")
     roles[roles == "train"] = "inner_train"
     roles.loc[inner_val.to_numpy()] = "inner_validation"
+    roles.attrs.update(inner_split=label, inner_split_note=note)
     return roles
 
 
@@ -275,7 +299,9 @@ def choice_table(choice: dict) -> pd.DataFrame:
 
 
 def training_plan(dataset: SliceDatasetLike, params: Params) -> pd.DataFrame:
-    """Patients, slices and ER share per role (who trains, who picks the checkpoint, who is only predicted)."""
+    """Patients, slices and ER share (a fraction) per role (who trains, who picks the checkpoint, who is only
+    predicted). Under ``leak_free`` the column ``inner_split`` says, on the inner roles' rows, whether the inner
+    split is stratified by ER, or why not (``patient_roles``); ``attrs["inner_split_note"]`` gives the reason."""
     _, patients, offsets = _check_dataset(dataset)
     roles = patient_roles(patients, params.protocol, params.cnn.inner_validation_fraction, params.seed)
     table = patients.assign(role=patients["patient_id"].astype(str).map(roles).to_numpy())
@@ -284,7 +310,12 @@ def training_plan(dataset: SliceDatasetLike, params: Params) -> pd.DataFrame:
            "validation": "chooses epoch and architecture" if params.protocol != "leak_free" else "predicted only"}
     summary = table.groupby("role", sort=False).agg(patients=("patient_id", "size"), er_fraction=("er", "mean"))
     summary.insert(1, "slices", summary["patients"] * len(offsets))
-    return summary.reset_index().assign(use=lambda t: t["role"].map(use))
+    summary = summary.reset_index().assign(use=lambda t: t["role"].map(use))
+    if params.protocol == "leak_free":
+        inner = summary["role"].str.startswith("inner_")
+        summary["inner_split"] = np.where(inner, roles.attrs["inner_split"], None)
+    summary.attrs["inner_split_note"] = roles.attrs["inner_split_note"]
+    return summary
 
 
 def slice_metrics_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -330,6 +361,8 @@ def train_and_predict(dataset: SliceDatasetLike, params: Params, run: RunFolder)
         if weights is not None and not Path(weights).expanduser().is_file():
             build_model(architecture, weights)
     roles = patient_roles(patients, params.protocol, cfg.inner_validation_fraction, params.seed)
+    if roles.attrs["inner_split_note"]:
+        warnings.warn(f"CNN training: {roles.attrs['inner_split_note']}", InnerSplitWarning, stacklevel=2)
     artifacts.write_table(run, artifacts.CNN_ROLES, roles.rename_axis("patient_id").reset_index())
     n_offsets = len(offsets)
     slices = pd.DataFrame({"patient_id": np.repeat(patients["patient_id"].astype(str).to_numpy(), n_offsets),
@@ -384,7 +417,7 @@ def load_trained_model(run: RunFolder, architecture: str, device: torch.device |
     return model.to(device).eval()
 
 
-__all__ = ["ARCHITECTURE_NAMES", "CNNResult", "build_model", "choice_table", "choose_architecture",
+__all__ = ["ARCHITECTURE_NAMES", "CNNResult", "InnerSplitWarning", "build_model", "choice_table", "choose_architecture",
            "downstream_predictions",
            "last_conv_block", "load_choice", "load_trained_model", "patient_roles", "resolve_device",
            "slice_metrics_table", "train_and_predict", "training_plan"]

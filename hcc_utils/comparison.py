@@ -215,8 +215,12 @@ def calibration_curve_table(preds: ModelPredictions, evaluation: EvaluationConfi
 
 
 def sample_size_table(evaluation: EvaluationConfig, preds: ModelPredictions | None = None) -> pd.DataFrame:
-    """The required ER/NER numbers (Hanley & McNeil 1982, as MedCalc) beside this run's sets and their
-    power."""
+    """The required ER/NER numbers (Hanley & McNeil 1982, as MedCalc) beside this run's sets and their power (a
+    fraction; ``sample_size.auc_power`` with each set's own NER/ER ratio).
+
+    ``attrs["method"]`` names the method; ``attrs["summary"]`` says what this run's ``evaluation.sample_size_*``
+    inputs give, and whether they are the paper's (``sample_size.AUCSampleSize.summary``).
+    """
     need = sample_size.auc_sample_size(evaluation.sample_size_auc, evaluation.sample_size_null_auc,
                                        evaluation.sample_size_alpha, evaluation.sample_size_power,
                                        evaluation.sample_size_ratio)
@@ -232,6 +236,7 @@ def sample_size_table(evaluation: EvaluationConfig, preds: ModelPredictions | No
             rows.append({"set": split, "ER": n_pos, "NER": n_neg, "power": power})
     table = pd.DataFrame(rows)
     table.attrs["method"] = need.method
+    table.attrs["summary"] = need.summary()
     return table
 
 
@@ -239,8 +244,11 @@ def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = N
     """Synthetic cohorts only: each model's validation AUC beside the oracle AUC on the same patients.
 
     The oracle is the true ER probability of the generator (``ground_truth.csv`` beside the manifest, read with
-    ``hcc_utils.synth.truth.matching_ground_truth``; column ``PROBABILITY_COLUMN``): the best AUC any model could
-    reach on these patients. Ground truth is read here and nowhere else in the comparison. ``manifest`` overrides
+    ``hcc_utils.synth.truth.matching_ground_truth``; column ``PROBABILITY_COLUMN``). Each outcome was drawn from
+    that probability, so no score ranks patients better on average: the oracle AUC is the *expected* best AUC,
+    not a ceiling. On one small validation set (58 patients in the paper's design) a model can beat it by chance,
+    so read the two intervals, not just the two values. Ground truth is read here and nowhere else in the
+    comparison. ``manifest`` overrides
     the cohort that ``params`` names. When there is no ground truth (a user's cohort, or a synthetic one not
     generated yet), or the file there does not describe this cohort (a validation patient or the column missing:
     a stale file, or another cohort's), the table is empty and ``attrs["note"]`` says why.
@@ -270,6 +278,9 @@ def oracle_table(params: Params, run: RunFolder, manifest: Path | str | None = N
         rows.append({"model": model, "n": len(s), "auc": auc, "auc_low": low, "auc_high": high,
                      "oracle_auc": o_auc, "oracle_low": o_low, "oracle_high": o_high})
     table = pd.DataFrame(rows, columns=ORACLE_COLUMNS)
+    n = max(table["n"], default=0)
     table.attrs["note"] = " ".join([f"Oracle: the generator's true ER probability ('{column}' of "
-                                    "ground_truth.csv) on the same validation patients.", *notes])
+                                    "ground_truth.csv) on the same validation patients. It is the expected best "
+                                    "AUC, not a ceiling: no model does better on average over cohorts drawn "
+                                    f"alike, but on these {n} patients a model can beat it by chance.", *notes])
     return table

@@ -237,7 +237,7 @@ NO_GROUND_TRUTH = (f"Not a synthetic cohort: no {synth_truth.GROUND_TRUTH_FILE} 
 def latent_reference(params: Params, patient_ids=None) -> pd.DataFrame | None:
     """The synthetic cohort's latent invasiveness and proliferation (``ground_truth.csv``), or None.
 
-    Only for the oracle comparison in notebook 08; the modelling code never reads ground truth. Read with
+    Only for the latent reference in notebook 08; the modelling code never reads ground truth. Read with
     ``hcc_utils.synth.truth.matching_ground_truth`` (its latent columns), renamed by ``LATENT_NAMES`` and
     indexed by patient_id (``patient_ids`` selects and orders them). Returns None for a user's manifest or a
     synthetic cohort not generated yet (no ground truth), and None with a ``GroundTruthIgnored`` warning saying
@@ -267,9 +267,11 @@ def _latents(path, patient_ids) -> tuple[pd.DataFrame | None, str]:
 def reference_correlation(params: Params, pathology: pd.DataFrame, level: float = 0.95) -> LatentReference:
     """On a synthetic cohort: the latent biology's correlation with the same indicators, the same patients.
 
-    This is what the MIL features are trying to reach (the images are generated from these latents). Without
-    usable ground truth (a user's cohort, or a ``ground_truth.csv`` that does not describe this cohort) the
-    reference's ``correlation`` is None and its ``note`` says why.
+    A reference, not a ceiling: the images and the pathology are both generated from these latents, so the
+    latents' correlation is what a feature that measured one latent exactly would show on these patients. A MIL
+    feature can exceed it, by chance (the intervals are wide at these n), by mixing both latents, or by following
+    an indicator non-linearly. Without usable ground truth (a user's cohort, or a ``ground_truth.csv`` that does
+    not describe this cohort) the reference's ``correlation`` is None and its ``note`` says why.
     """
     path = ground_truth_path(params)
     if path is None:

@@ -14,7 +14,9 @@ Four steps, each fitted on the training patients only (the caller passes trainin
 4. **Lasso**: ``LassoCV`` (least squares on the 0/1 label, as the original tooling) over ``lasso_n_alphas``
    penalties with stratified, shuffled, seeded ``lasso_folds``-fold CV (fewer folds when the minority class has
    fewer training patients, with a warning); lambda = the alpha with the smallest mean CV MSE; keep the features
-   with a non-zero coefficient.
+   with a non-zero coefficient. When coordinate descent stops at ``lasso_max_iter``, scikit-learn's
+   ``ConvergenceWarning`` lines are counted into one warning (recorded and raised, as below) that says whether the
+   final fit at the chosen lambda is among them.
 
 When nothing survives a step, ``fallback: best_k`` keeps the ``fallback_k`` inputs of that step with the smallest
 univariate p (a warning is recorded in ``SelectionResult.warnings`` and raised as ``SelectionWarning``);
@@ -29,7 +31,9 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -208,6 +212,39 @@ def correlation_step(xz_train: pd.DataFrame, p: pd.Series, threshold: float) -> 
     return pd.DataFrame(rows)
 
 
+@contextlib.contextmanager
+def _convergence_recorded() -> Iterator[list[str]]:
+    """Collect scikit-learn's ``ConvergenceWarning`` messages (for a note) instead of printing them; every other
+    warning is re-issued unchanged."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        yield messages
+    for item in caught:
+        if issubclass(item.category, ConvergenceWarning):
+            messages.append(str(item.message))
+        else:
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno, source=item.source)
+
+
+def _convergence_notes(fit_warnings: list[str], path_warnings: list[str], lasso: LassoCV,
+                       max_iter: int) -> list[str]:
+    """What the book says when coordinate descent stopped at ``lasso_max_iter`` (the LassoCV fits decide the
+    features; the separate path only draws Fig. 4b)."""
+    notes = []
+    final = int(np.max(lasso.n_iter_)) >= max_iter
+    if fit_warnings or final:
+        where = ("including the final fit at the chosen lambda, whose coefficients decide the kept features"
+                 if final else "in the cross-validation fits only; the final fit at the chosen lambda converged")
+        notes.append(f"lasso: coordinate descent did not converge within selection.lasso_max_iter = {max_iter} "
+                     f"iterations ({len(fit_warnings)} ConvergenceWarning(s) from LassoCV, {where}); raising "
+                     "selection.lasso_max_iter may change the chosen lambda or the kept features")
+    if path_warnings:
+        notes.append(f"lasso: the coefficient path drawn in Fig. 4b did not converge at {len(path_warnings)} "
+                     f"penalty(ies) within {max_iter} iterations (the figure only; the selection is unaffected)")
+    return notes
+
+
 def lasso_step(xz_train: pd.DataFrame, y_train: pd.Series, cfg: SelectionConfig,
                notes: list[str]) -> tuple[pd.DataFrame, LassoPath]:
     """LassoCV on the z-scored training features; keep non-zero coefficients. Returns the table and Fig. 4b data."""
@@ -221,13 +258,16 @@ def lasso_step(xz_train: pd.DataFrame, y_train: pd.Series, cfg: SelectionConfig,
         warnings.warn(message, SelectionWarning, stacklevel=3)
     folds = list(StratifiedKFold(n_folds, shuffle=True, random_state=cfg.lasso_seed).split(xz_train, y))
     x = xz_train.to_numpy(dtype=float)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with _convergence_recorded() as fit_warnings:
         lasso = LassoCV(alphas=cfg.lasso_n_alphas, cv=folds, max_iter=cfg.lasso_max_iter,
                         random_state=cfg.lasso_seed).fit(x, y)
+    with _convergence_recorded() as path_warnings:
         # LassoCV fits an intercept; the same path on centred data gives the same coefficients.
         _, coefs, _ = lasso_path(x - x.mean(axis=0), y - y.mean(), alphas=lasso.alphas_,
                                  max_iter=cfg.lasso_max_iter)
+    for message in _convergence_notes(fit_warnings, path_warnings, lasso, cfg.lasso_max_iter):
+        notes.append(message)
+        warnings.warn(message, SelectionWarning, stacklevel=3)
     coef = pd.Series(lasso.coef_, index=xz_train.columns)
     kept = (coef != 0).to_numpy()
     table = pd.DataFrame({"feature": coef.index, "coefficient": coef.to_numpy(), "kept": kept,

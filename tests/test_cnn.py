@@ -123,6 +123,38 @@ def test_patients_never_cross_roles():
     assert set(cnn.patient_roles(data.patients, "onekey_compat", 0.25, 0)[split == "train"]) == {"train"}
 
 
+def _few_er(data: Slices, n_er: int) -> Slices:
+    """The same slices with only ``n_er`` ER patients among the training patients (too few to stratify)."""
+    patients = data.patients.copy()
+    train_er = patients.index[(patients["split"] == "train") & (patients["er"] == 1)]
+    patients.loc[train_er[n_er:], "er"] = 0
+    return replace(data, patients=patients)
+
+
+def test_an_inner_split_that_cannot_be_stratified_says_so(tmp_path):
+    data = _few_er(blob_slices(n_patients=16), n_er=1)
+    params = make_params(epochs={"resnet18": 1}, batch_size=4)
+    roles = cnn.patient_roles(data.patients, "leak_free", params.cnn.inner_validation_fraction, params.seed)
+    note = roles.attrs["inner_split_note"]
+    assert "NOT stratified by ER" in note and "1 ER and" in note and "least populated class" in note
+    label = roles.attrs["inner_split"]
+    assert label.startswith("NOT stratified by ER (random): 1 ER and") and "inner validation set has" in label
+    plan = cnn.training_plan(data, params).set_index("role")
+    assert plan.loc[["inner_train", "inner_validation"], "inner_split"].tolist() == [label, label]
+    assert plan.loc["validation", "inner_split"] is None and plan.attrs["inner_split_note"] == note
+    with pytest.warns(cnn.InnerSplitWarning, match="NOT stratified by ER"):
+        cnn.train_and_predict(data, params, RunFolder(tmp_path / "run"))
+
+
+def test_a_stratified_inner_split_says_so_and_onekey_compat_has_none():
+    data, params = blob_slices(n_patients=40), make_params()
+    assert cnn.patient_roles(data.patients, "leak_free", 0.25, seed=0).attrs["inner_split_note"] == ""
+    plan = cnn.training_plan(data, params).set_index("role")
+    assert plan.loc[["inner_train", "inner_validation"], "inner_split"].tolist() == ["stratified by ER"] * 2
+    compat = cnn.training_plan(data, make_params("onekey_compat"))
+    assert "inner_split" not in compat.columns and compat.attrs["inner_split_note"] == ""
+
+
 def _selection(run: RunFolder, result) -> tuple:
     return (result.choice["architecture"], result.choice["best_epoch"],
             result.history[["architecture", "epoch", "loss", "train_auc", "selection_auc"]])

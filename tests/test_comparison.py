@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from hcc_utils import cohort, comparison, model_predictions, stats
+from hcc_utils import cohort, comparison, model_predictions, sample_size, stats
 from hcc_utils.artifacts import ArtifactMissing
 from hcc_utils.config import params_from_dict
 from hcc_utils.run_folder import RunFolder
@@ -263,11 +263,37 @@ def test_roc_and_calibration_tables(run):
     assert curves.groupby(["dataset", "model"]).size().max() <= evaluation.calibration_bins
 
 
+def test_calibration_table_shows_why_a_value_is_missing(run, monkeypatch):
+    import statsmodels.api as sm
+
+    from hcc_utils import calibration
+
+    class NoConvergence(sm.GLM):
+        def fit(self, *args, **kwargs):
+            return super().fit(*args, **{**kwargs, "maxiter": 1})
+
+    monkeypatch.setattr(calibration.sm, "GLM", NoConvergence)
+    table = comparison.calibration_table(comparison.load_predictions(run))
+    assert table["note"].str.contains("did not converge").all() and table["slope"].isna().all()
+
+
 def test_sample_size_table_beside_the_runs_sets(run):
     table = comparison.sample_size_table(make_params().evaluation, comparison.load_predictions(run))
     assert table.iloc[0][["set", "ER", "NER"]].tolist() == ["required", 13, 13]
     assert table.set_index("set").loc["train", ["ER", "NER"]].tolist() == [20, 30]
+    assert table.set_index("set").loc["train", "power"] == pytest.approx(sample_size.auc_power(20, 30))
     assert "Hanley & McNeil" in table.attrs["method"]
+    assert table.attrs["summary"].startswith("AUC 0.8 against 0.5, two-sided alpha 0.05, power 0.8, 1 NER per ER: "
+                                             "at least 13 ER + 13 NER")
+    assert "These are the paper's inputs, and the result matches the paper's 13 + 13" in table.attrs["summary"]
+
+
+def test_sample_size_summary_says_what_this_runs_inputs_give():
+    table = comparison.sample_size_table(make_params(sample_size_auc=0.75, sample_size_ratio=2.0).evaluation)
+    assert table.iloc[0][["ER", "NER"]].tolist() == [15, 30]
+    summary = table.attrs["summary"]
+    assert "0.75 against 0.5" in summary and "2 NER per ER: at least 15 ER + 30 NER" in summary
+    assert "not the paper's inputs (auc, ratio differ), so the paper's 13 + 13 does not apply" in summary
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -294,6 +320,23 @@ def test_oracle_table_puts_model_auc_beside_the_true_probability(run, tmp_path):
     val = frames["DL-MIL"][frames["DL-MIL"]["split"] == "validation"].merge(truth, on="patient_id")
     assert table["oracle_auc"].iloc[0] == pytest.approx(stats.auc_ci(val["er"], val["er_probability"])[0])
     assert table["n"].tolist() == [20, 20, 20] and "er_probability" in table.attrs["note"]
+    assert "expected best AUC, not a ceiling" in table.attrs["note"]
+    assert "on these 20 patients a model can beat it by chance" in table.attrs["note"]
+
+
+def test_the_oracle_is_the_expected_best_not_a_ceiling():
+    # outcomes drawn from the true probability; a model = that probability plus noise, on 58 patients
+    rng = np.random.default_rng(0)
+    oracle, model = [], []
+    for _ in range(400):
+        truth = expit(rng.normal(0, 1.5, 58))
+        er = (rng.random(58) < truth).astype(int)
+        if 0 < er.sum() < 58:
+            oracle.append(stats.auc(er, truth))
+            model.append(stats.auc(er, truth + rng.normal(0, 0.15, 58)))
+    oracle, model = np.array(oracle), np.array(model)
+    assert model.mean() < oracle.mean()  # on average the oracle is best ...
+    assert (model > oracle).mean() > 0.1  # ... yet a noisier model beats it on many single sets
 
 
 IGNORED = "ground_truth.csv beside the manifest does not describe this cohort ({}): ignored; the oracle " \

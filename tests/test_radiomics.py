@@ -22,7 +22,13 @@ from hcc_utils import radiomics  # noqa: E402
 from hcc_utils.config import params_from_dict  # noqa: E402
 from hcc_utils.icc import icc_table, reliable_features  # noqa: E402
 from hcc_utils.plots import radiomics as radiomics_plots  # noqa: E402
-from hcc_utils.radiomics_model import family_counts, feature_parts, fit_radiomics_model  # noqa: E402
+from hcc_utils.radiomics_model import (  # noqa: E402
+    family_counts,
+    feature_parts,
+    fill_validation_gaps,
+    finite_features,
+    fit_radiomics_model,
+)
 from hcc_utils.run_folder import RunFolder  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -304,6 +310,79 @@ def test_radiomics_model_without_second_readings_skips_icc_with_a_note(tmp_path)
     model = fit_radiomics_model(cohort, _params(tmp_path), RunFolder(tmp_path / "run"))
     assert model.icc.empty and model.reliable == model.finite
     assert any("ICC filtering skipped" in note for note in model.notes)
+
+
+def test_finite_features_are_decided_on_training_rows_and_validation_gaps_get_the_training_median():
+    table = pd.DataFrame({"a": [1.0, 2.0, 4.0, np.nan], "b": [np.nan, 1.0, 1.0, 1.0],
+                          "c": [3.0, 5.0, 9.0, np.inf]}, index=["T1", "T2", "T3", "V1"])
+    training = ["T1", "T2", "T3"]
+    assert finite_features(table, training) == ["a", "c"]  # b: missing for a training patient
+    filled, gaps = fill_validation_gaps(table[["a", "c"]], training)
+    assert filled.loc["V1"].tolist() == [2.0, 5.0]  # the training medians
+    assert filled.loc[training].equals(table.loc[training, ["a", "c"]])
+    assert gaps[["patient_id", "feature", "training_median"]].values.tolist() == [["V1", "a", 2.0],
+                                                                                  ["V1", "c", 5.0]]
+    assert np.isnan(gaps["value"].iloc[0]) and np.isinf(gaps["value"].iloc[1])
+
+
+def _feature_cohort(n=40, seed=0):
+    """A cohort of features (no images): 3 informative features and 3 noise features, every 4th patient in
+    validation, reader 2 a noisy copy of reader 1 for the training patients."""
+    rng = np.random.default_rng(seed)
+    ids = [f"HCC{i:03d}" for i in range(n)]
+    er = np.arange(n) % 2
+    values = rng.normal(size=(n, 6)) + np.outer(er, [1.5, 1.2, 1.0, 0, 0, 0])
+    cols = [f"original_firstorder_F{j}" for j in range(6)]
+    reader1 = pd.DataFrame(values, index=pd.Index(ids, name="patient_id"), columns=cols)
+    cohort = pd.DataFrame({"patient_id": ids, "er": er, "mask_reader2": "r2.nii.gz",
+                           "split": ["validation" if i % 4 == 3 else "train" for i in range(n)]})
+    train = cohort.loc[cohort["split"] == "train", "patient_id"].tolist()
+    reader2 = reader1.loc[train] + rng.normal(scale=0.05, size=(len(train), 6))
+    return cohort, reader1, reader2
+
+
+def test_radiomics_model_keeps_a_feature_missing_only_for_validation_and_drops_one_missing_in_training(
+        tmp_path, monkeypatch):
+    cohort, reader1, reader2 = _feature_cohort()
+    validation = cohort.loc[cohort["split"] == "validation", "patient_id"].tolist()
+    gappy = reader1.copy()
+    gappy.loc[validation[0], "original_firstorder_F0"] = np.nan
+    gappy.loc[validation[1], ["original_firstorder_F0", "original_firstorder_F1"]] = np.inf
+    gappy.loc["HCC000", "original_firstorder_F5"] = np.nan  # a training patient
+    params = _params(tmp_path, icc_threshold=0.5)
+    fitted = {}
+    for name, table in (("complete", reader1), ("gappy", gappy)):
+        monkeypatch.setattr(radiomics, "extract_cohort", lambda *args, t=table, **kwargs: (t, reader2))
+        fitted[name] = fit_radiomics_model(cohort, params, RunFolder(tmp_path / name))
+    model = fitted["gappy"]
+    assert "original_firstorder_F0" in model.finite and "original_firstorder_F1" in model.finite
+    assert "original_firstorder_F5" not in model.finite
+    train = cohort.loc[cohort["split"] == "train", "patient_id"]
+    median = reader1.loc[train, "original_firstorder_F0"].median()
+    gaps = model.validation_gaps
+    assert len(gaps) == 3 and set(gaps["patient_id"]) == set(validation[:2])
+    assert gaps.loc[gaps["feature"] == "original_firstorder_F0", "training_median"].tolist() == [median] * 2
+    note = next(n for n in model.notes if "training median" in n)
+    assert "3 validation value(s)" in note and f"{validation[0]} (1)" in note and f"{validation[1]} (2)" in note
+    assert any("1 feature(s) without a finite value for every training patient" in n for n in model.notes)
+    predictions = pd.read_csv(tmp_path / "gappy" / "predictions" / "radiomics_patients.csv")
+    assert predictions["prob"].notna().all() and len(predictions) == len(cohort)
+
+
+def test_no_validation_value_changes_which_radiomics_features_are_kept(tmp_path, monkeypatch):
+    cohort, reader1, reader2 = _feature_cohort(seed=1)
+    validation = cohort.loc[cohort["split"] == "validation", "patient_id"].tolist()
+    scrambled = reader1.copy()
+    scrambled.loc[validation] = np.nan  # every validation value gone ...
+    scrambled.loc[validation[0]] = 1e6  # ... or absurd
+    params = _params(tmp_path, icc_threshold=0.5)
+    kept = {}
+    for name, table in (("original", reader1), ("scrambled", scrambled)):
+        monkeypatch.setattr(radiomics, "extract_cohort", lambda *args, t=table, **kwargs: (t, reader2))
+        model = fit_radiomics_model(cohort, params, RunFolder(tmp_path / name))
+        kept[name] = (model.finite, model.reliable, model.recipe.features)
+    assert kept["original"] == kept["scrambled"]
+    assert kept["original"][0] == list(reader1.columns)
 
 
 # ------------------------------------------------------------------------------------------- names + figures

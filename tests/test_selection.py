@@ -178,3 +178,44 @@ def test_steps_can_be_skipped_but_constants_still_leave():
     assert result.funnel()["dropped"].tolist() == [1, 0, 0, 0]
     with pytest.raises(ValueError, match="unknown selection step"):
         selection.select_features(x, y, SelectionConfig(**FAST), steps=("pca",))
+
+
+def _collinear(seed: int, n: int, copies: int) -> tuple[pd.DataFrame, pd.Series]:
+    """Near-copies of two latent variables: coordinate descent needs many iterations at small penalties."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 2))
+    x = pd.DataFrame(np.repeat(base, copies, axis=1) + 0.01 * rng.normal(size=(n, 2 * copies)),
+                     columns=[f"f{j:02d}" for j in range(2 * copies)])
+    y = pd.Series((base[:, 0] - base[:, 1] + 0.3 * rng.normal(size=n) > 0).astype(int))
+    return x, y
+
+
+def _lasso_only(x, y, **cfg):
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        result = selection.select_features(x, y, SelectionConfig(lasso_folds=3, **cfg), steps=("lasso",))
+    return result, [w.category for w in shown]
+
+
+def test_lasso_convergence_warnings_are_recorded_not_silenced():
+    x, y = _collinear(seed=0, n=60, copies=6)
+    result, shown = _lasso_only(x, y, lasso_max_iter=100, lasso_n_alphas=10)
+    from sklearn.exceptions import ConvergenceWarning
+
+    assert ConvergenceWarning not in shown  # scikit-learn's own lines are turned into the note ...
+    assert selection.SelectionWarning in shown  # ... which is also raised, as every selection fallback
+    note = next(w for w in result.warnings if "did not converge within selection.lasso_max_iter = 100" in w)
+    assert "ConvergenceWarning(s) from LassoCV, including the final fit at the chosen lambda" in note
+    assert any("Fig. 4b" in w for w in result.warnings)
+
+
+def test_lasso_note_says_when_only_cross_validation_fits_did_not_converge():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 1))
+    x = pd.DataFrame(base + 0.02 * rng.normal(size=(40, 8)), columns=list("abcdefgh"))
+    y = pd.Series((base[:, 0] + rng.normal(size=40) > 0).astype(int))
+    result, _ = _lasso_only(x, y, lasso_max_iter=100, lasso_n_alphas=20)
+    assert any("in the cross-validation fits only; the final fit at the chosen lambda converged" in w
+               for w in result.warnings)
+    converged, shown = _lasso_only(*_constructed(), lasso_n_alphas=20)  # the default 10,000 iterations
+    assert not any("converge" in w for w in converged.warnings) and not shown

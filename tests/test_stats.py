@@ -5,12 +5,14 @@ References: (1) DeLong's structural components computed directly from every case
 in its wheel; (4) scikit-learn for AUC and logistic regression; (5) the paper's MedCalc sample size (13 + 13).
 """
 
+import warnings
 from io import StringIO
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
@@ -18,6 +20,7 @@ from scipy.special import expit, logit
 from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from hcc_utils import calibration, sample_size, stats
 
@@ -325,6 +328,50 @@ def test_separated_predictions_give_nan_slope_with_a_reason():
     assert np.isnan(out["slope"]) and "separate" in out["note"] and np.isfinite(out["intercept"])
 
 
+def test_a_logistic_fit_that_does_not_converge_is_left_empty_with_a_note():
+    y, p = calibration_data(seed=2, n=200, sharpen=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is left to the console
+        out = calibration.calibration_summary(y, p, max_iter=1)
+    assert np.isnan(out["intercept"]) and np.isnan(out["slope"])
+    assert "intercept fit did not converge in 1 IRLS iteration(s)" in out["note"]
+    assert "slope fit did not converge" in out["note"]
+    assert calibration.calibration_summary(y, p)["note"] == ""  # the default converges
+
+
+class FailingGLM(sm.GLM):
+    def fit(self, *args, **kwargs):
+        raise np.linalg.LinAlgError("Singular matrix")
+
+
+class WarningGLM(sm.GLM):
+    category = ConvergenceWarning
+
+    def fit(self, *args, **kwargs):
+        warnings.warn("maximum likelihood optimization failed to converge", self.category, stacklevel=2)
+        return super().fit(*args, **kwargs)
+
+
+def test_a_failed_logistic_fit_is_a_note_not_an_error(monkeypatch):
+    monkeypatch.setattr(calibration.sm, "GLM", FailingGLM)
+    out = calibration.calibration_summary(*calibration_data(seed=3, n=200))
+    assert np.isnan(out["intercept"]) and np.isnan(out["slope"]) and np.isfinite(out["brier"])
+    assert "intercept fit failed (LinAlgError: Singular matrix)" in out["note"]
+
+
+def test_statsmodels_warnings_become_the_note_and_other_warnings_are_not_hidden(monkeypatch):
+    monkeypatch.setattr(calibration.sm, "GLM", WarningGLM)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        out = calibration.calibration_summary(*calibration_data(seed=3, n=200))
+    assert not shown and np.isfinite(out["slope"])
+    assert "slope fit warned (ConvergenceWarning: maximum likelihood optimization failed" in out["note"]
+    monkeypatch.setattr(WarningGLM, "category", UserWarning)
+    with pytest.warns(UserWarning, match="maximum likelihood"):
+        out = calibration.calibration_summary(*calibration_data(seed=3, n=200))
+    assert out["note"] == ""
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Reference 5: the paper's sample size (MedCalc, Hanley & McNeil 1982)
 # ----------------------------------------------------------------------------------------------------------
@@ -350,3 +397,42 @@ def test_sample_size_behaves_with_its_inputs():
         sample_size.hanley_mcneil_variance_function(0.8), rel=1e-3)
     with pytest.raises(ValueError, match="no difference"):
         sample_size.auc_sample_size(auc=0.5)
+
+
+@pytest.mark.parametrize("ratio", [1 / 3, 0.5, 2.0, 3.0])
+def test_variance_function_is_the_large_sample_standard_error_with_unequal_groups(ratio):
+    # the Q1 term shrinks with the negatives, the Q2 term with the positives (Hanley & McNeil 1982, eq. 2)
+    n_pos = 30_000
+    n_neg = round(ratio * n_pos)
+    assert sample_size.hanley_mcneil_se(0.8, n_pos, n_neg) ** 2 * n_pos == pytest.approx(
+        sample_size.hanley_mcneil_variance_function(0.8, ratio), rel=2e-3)
+
+
+def simulated_auc_variance(auc: float, n_pos: int, n_neg: int, reps: int = 4000, seed: int = 0) -> float:
+    """Variance of the empirical AUC over seeded replicates of Hanley & McNeil's own model: exponential scores
+    (negatives of mean 1, positives of mean A / (1 - A)), for which Q1 = A / (2 - A) and Q2 = 2 A^2 / (1 + A)
+    hold exactly. (Equal-variance binormal scores have Q1 = Q2, so they cannot tell the two terms apart.)"""
+    rng = np.random.default_rng(seed)
+    pos = rng.exponential(auc / (1 - auc), (reps, n_pos))
+    neg = rng.exponential(1.0, (reps, n_neg))
+    below = (neg[:, None, :] < pos[:, :, None]).mean(axis=(1, 2))
+    return float(np.var(below, ddof=1))
+
+
+@pytest.mark.parametrize(("n_pos", "n_neg"), [(40, 120), (120, 40), (30, 30)])
+def test_variance_function_agrees_with_simulation(n_pos, n_neg):
+    simulated = simulated_auc_variance(0.8, n_pos, n_neg)
+    formula = sample_size.hanley_mcneil_variance_function(0.8, n_neg / n_pos) / n_pos
+    assert simulated == pytest.approx(formula, rel=0.08)  # 4000 replicates: a relative SE of about 2%
+    assert simulated == pytest.approx(sample_size.hanley_mcneil_se(0.8, n_pos, n_neg) ** 2, rel=0.08)
+
+
+def test_unequal_groups_at_auc_08_with_40_er_and_120_ner():
+    # the issue's case: simulation 0.00201, corrected formula 0.00200 (the swapped terms gave 0.00126)
+    assert sample_size.hanley_mcneil_variance_function(0.8, 3.0) / 40 == pytest.approx(0.0020, abs=1e-6)
+    assert sample_size.hanley_mcneil_variance_function(0.8, 1 / 3) / 120 == pytest.approx(0.00126, abs=1e-5)
+    # positives carry the larger term at AUC 0.8, so more ER than NER gives the higher power
+    assert sample_size.auc_power(30, 10) > sample_size.auc_power(10, 30)
+    three = sample_size.auc_sample_size(ratio=3.0)
+    assert (three.n_positive, three.n_negative) == (9, 27)
+    assert sample_size.auc_power(9, 27) >= 0.8 > sample_size.auc_power(8, 24)
