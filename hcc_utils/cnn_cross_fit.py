@@ -192,7 +192,7 @@ def _table(predictions: pd.DataFrame, folds: pd.Series, metas: list[dict], main:
                       "held_out_ner": int(len(er) - er.sum()), "epochs": metas[0]["epochs"],
                       "held_out_auc": safe_auc(part["er"].to_numpy(), part["prob"].to_numpy()),
                       "main_auc": safe_auc(part["er"].to_numpy(), same)})
-    return pd.DataFrame(table)[TABLE_COLUMNS]
+    return pd.DataFrame(table)[TABLE_COLUMNS].astype({"trained_on": "Int64"})  # empty on the pooled row
 
 
 def cross_fit_predictions(dataset: cnn.SliceDatasetLike, params: Params, run: RunFolder) -> CrossFitResult | None:
