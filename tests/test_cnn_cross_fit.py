@@ -113,6 +113,9 @@ def test_a_rerun_reuses_the_cached_folds(cross_fitted, monkeypatch):
     again = cnn_cross_fit.cross_fit_predictions(data, params, run)
     pd.testing.assert_frame_equal(again.predictions, result.predictions)
     pd.testing.assert_frame_equal(again.folds, result.folds)
+    off = params.model_copy(update={"cnn": params.cnn.model_copy(update={"cross_fit_folds": None})})
+    assert cnn.checkpoint_key("resnet18", off, "h") == cnn.checkpoint_key("resnet18", params, "h"), \
+        "K must not retrain the main checkpoints"
     other_seed = params.model_copy(update={"seed": params.seed + 1})
     with pytest.raises(RuntimeError, match="other parameters or slices"):  # the main model must be retrained first
         cnn_cross_fit.cross_fit_predictions(data, other_seed, run)
