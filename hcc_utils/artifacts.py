@@ -13,16 +13,17 @@ from which notebook::
 The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)::
 
     params.yaml  provenance.json  status.json  exclusions.csv  book_build.log   (the runner, every stage)
-    tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv (03),
-                 mil_features.csv (04), <slug>_selection.csv, <slug>_grid.csv, radiomics_icc.csv,
-                 table2_baseline.csv (05), table4_models.csv, delong.csv (06), table5_pathology.csv (08),
-                 and NAME.csv a notebook shows
+    tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv,
+                 cnn_cross_fit.csv (03), mil_features.csv (04), <slug>_selection.csv, <slug>_grid.csv,
+                 radiomics_icc.csv, table2_baseline.csv (05), table4_models.csv, delong.csv (06),
+                 table5_pathology.csv (08), and NAME.csv a notebook shows
     figures/     NAME.png
-    models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv (03),
-                 <slug>.joblib, <slug>_features.json (05)
-    predictions/ slice_predictions.csv (03), <slug>_patients.csv (05)
+    models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv,
+                 cnn_cross_fit_folds.csv (03), <slug>.joblib, <slug>_features.json (05)
+    predictions/ slice_predictions.csv, slice_predictions_cross_fit.csv (03), <slug>_patients.csv (05)
     cache/       checks/<patient>.json (01); stacks/<patient>.npz, .json and slices/dataset.npz, dataset.json,
-                 patients.csv, stack_info.csv (02); cnn/<architecture>_slices.csv, _history.csv (03);
+                 patients.csv, stack_info.csv (02); cnn/<architecture>_slices.csv, _history.csv,
+                 cnn/cross_fit/<architecture>_fold<k>.json, _slices.csv, _history.csv (03);
                  radiomics/<patient>_<reader>.json (05)
     notebooks/   the executed notebooks;  book/  the rendered report
 
@@ -89,6 +90,9 @@ class Artifact:
 EXCLUSION_COLUMNS = ("patient_id", "stage", "severity", "file", "message")
 PATIENT_PREDICTION_COLUMNS = ("patient_id", "split", "er", "prob", "prob_oof")
 SLICE_PREDICTION_COLUMNS = ("patient_id", "offset", "split", "architecture", "prob", "er", "train_pass_prob")
+CROSS_FIT_PREDICTION_COLUMNS = ("patient_id", "offset", "split", "architecture", "prob", "er", "fold")
+CROSS_FIT_TABLE_COLUMNS = ("fold", "architecture", "trained_on", "held_out", "held_out_er", "held_out_ner",
+                           "epochs", "held_out_auc", "main_auc", "seconds")
 _MIL_BINS = tuple(f"{i:02d}" for i in range(11)) + ("0", "1")
 MIL_FEATURE_COLUMNS = tuple(f"{family}_{b}" for family in ("PLH", "BoW") for b in _MIL_BINS)
 """PLH_00..PLH_10, PLH_0, PLH_1, BoW_00..BoW_10, BoW_0, BoW_1 (docs/method.md section 4)"""
@@ -131,6 +135,23 @@ CNN_HISTORY = Artifact("tables/cnn_history.csv", "03_cnn_training", "loss and AU
 TABLE3 = Artifact("tables/table3_slice_cnn.csv", "03_cnn_training", "Table 3: slice-level performance",
                   ("dataset", "architecture", "accuracy", "auc", "auc_low", "auc_high", "sensitivity",
                    "specificity"))
+
+CROSS_FIT_FOLDS = Artifact("models/cnn_cross_fit_folds.csv", "03_cnn_training",
+                          "each training patient's cross-fit fold: held out by that fold's network, trained on by "
+                          "every other fold's", ("patient_id", "er", "fold"))
+CROSS_FIT_PREDICTIONS = Artifact("predictions/slice_predictions_cross_fit.csv", "03_cnn_training",
+                                 "the training patients' cross-fitted slice probabilities (cnn.cross_fit_folds)",
+                                 CROSS_FIT_PREDICTION_COLUMNS)
+CROSS_FIT_TABLE = Artifact("tables/cnn_cross_fit.csv", "03_cnn_training",
+                           "per cross-fit fold: patients trained on and held out, epochs, held-out slice AUC",
+                           CROSS_FIT_TABLE_COLUMNS)
+CROSS_FIT_META = Artifact("cache/cnn/cross_fit/{architecture}_fold{fold}.json", "03_cnn_training",
+                          "a cross-fit network's cache key, epochs and time")
+CROSS_FIT_CACHED_SLICES = Artifact("cache/cnn/cross_fit/{architecture}_fold{fold}_slices.csv", "03_cnn_training",
+                                   "a cross-fit network's probabilities of its held-out fold",
+                                   CROSS_FIT_PREDICTION_COLUMNS)
+CROSS_FIT_CACHED_HISTORY = Artifact("cache/cnn/cross_fit/{architecture}_fold{fold}_history.csv", "03_cnn_training",
+                                    "a cross-fit network's training history")
 
 MIL_FEATURES = Artifact("tables/mil_features.csv", "04_mil_features", "the 26 PLH and BoW features per patient",
                         ("patient_id", *MIL_FEATURE_COLUMNS))
@@ -265,6 +286,17 @@ def read_cnn_choice(run) -> dict:
 
 def write_cnn_choice(run, choice: dict) -> Path:
     return write_json(run, CNN_CHOICE, choice)
+
+
+def read_cross_fit_predictions(run) -> pd.DataFrame:
+    """``predictions/slice_predictions_cross_fit.csv``: one row per training patient's slice, ``prob`` from the
+    network of its ``fold``, which did not train on it (``cnn.cross_fit_folds``)."""
+    return read_table(run, CROSS_FIT_PREDICTIONS, dtype={"split": str})
+
+
+def read_cross_fit_folds(run) -> pd.DataFrame:
+    """``models/cnn_cross_fit_folds.csv``: ``patient_id, er, fold`` of every training patient."""
+    return read_table(run, CROSS_FIT_FOLDS)
 
 
 def read_mil_features(run) -> pd.DataFrame:

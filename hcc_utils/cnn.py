@@ -23,7 +23,9 @@ downloaded). Outputs in the run folder::
     tables/cnn_history.csv              architecture, epoch, loss, train_auc, selection_auc, lr, seconds, img/s
 
 A rerun with the same CNN parameters, protocol, seed and slice dataset reuses the saved checkpoints and
-predictions (``cache/cnn/``) instead of retraining.
+predictions (``cache/cnn/``) instead of retraining. Who trains which network (the inner split, the cross-fit
+folds) is :mod:`hcc_utils.cnn_roles`'s; the cross-fit of the downstream architecture (``cnn.cross_fit_folds``),
+which runs after this stage, is :mod:`hcc_utils.cnn_cross_fit`'s.
 
 Example::
 
@@ -45,9 +47,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torchvision
-from sklearn.model_selection import train_test_split
 
 from hcc_utils import artifacts
+from hcc_utils.cnn_roles import CrossFitError, InnerSplitWarning, cross_fit_folds, patient_roles
 from hcc_utils.cnn_train import SliceTensors, predict_probabilities, torch_settings, train_architecture
 from hcc_utils.config import CNN_ARCHITECTURES, CNNConfig, Params
 from hcc_utils.run_folder import RunFolder
@@ -144,54 +146,12 @@ def resolve_device(cfg: CNNConfig) -> torch.device:
     return torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
 
 
-class InnerSplitWarning(UserWarning):
-    """The inner CNN split could not be stratified by ER (docs/method.md section 3)."""
-
-
-def patient_roles(patients: pd.DataFrame, protocol: str, inner_fraction: float, seed: int) -> pd.Series:
-    """Each patient's role, indexed by patient_id: ``inner_train``/``inner_validation``/``validation``
-    (leak_free: the inner split is stratified by ER, by patient, seeded) or ``train``/``validation``.
-
-    When an outcome group has too few training patients to stratify (tiny cohorts), the inner split is drawn
-    without stratification, and that is said, never silent: ``attrs["inner_split_note"]`` gives the counts, the
-    scikit-learn reason and, when the inner validation patients all share one outcome, the consequence (no epoch
-    has a selection AUC); ``attrs["inner_split"]`` is a short label ("stratified by ER", or "NOT stratified: ..."),
-    which ``training_plan`` shows as a column; ``train_and_predict`` raises the note as an ``InnerSplitWarning``.
-    Both are empty under ``onekey_compat`` (no inner split).
-    """
-    roles = pd.Series(np.where(patients["split"] == "train", "train", "validation"),
-                      index=patients["patient_id"].astype(str), name="role")
-    roles.attrs.update(inner_split="", inner_split_note="")
-    if protocol != "leak_free":
-        return roles
-    train = patients[patients["split"] == "train"]
-    ids = train["patient_id"].astype(str)
-    label, note = "stratified by ER", ""
-    try:
-        _, inner_val = train_test_split(ids, test_size=inner_fraction, stratify=train["er"], random_state=seed)
-    except ValueError as exc:  # too few patients of a class to stratify (tiny cohorts)
-        _, inner_val = train_test_split(ids, test_size=inner_fraction, random_state=seed)
-        n_er, inner_er = int(train["er"].sum()), train.set_index(ids)["er"].loc[inner_val.to_numpy()]
-        counts = (f"{n_er} ER and {len(train) - n_er} NER training patients; the inner validation set has "
-                  f"{int(inner_er.sum())} ER and {int(len(inner_er) - inner_er.sum())} NER")
-        label = f"NOT stratified by ER (random): {counts}"
-        note = f"the inner split is NOT stratified by ER (random instead): {counts} (scikit-learn: {exc})"
-        if inner_er.nunique() < 2:
-            label += "; one outcome only: no selection AUC, last epoch kept"
-            note += ("; with one outcome only, no epoch has a defined selection AUC, so each network keeps its "
-                     "last epoch and the architecture is the first listed (or cnn.downstream_architecture)")
-    roles[roles == "train"] = "inner_train"
-    roles.loc[inner_val.to_numpy()] = "inner_validation"
-    roles.attrs.update(inner_split=label, inner_split_note=note)
-    return roles
-
-
 def architecture_seed(seed: int, architecture: str) -> int:
     """A seed per architecture that does not depend on the order of ``cnn.architectures``."""
     return seed * 1000 + CNN_ARCHITECTURES.index(architecture)
 
 
-def _check_dataset(dataset: SliceDatasetLike) -> tuple[np.ndarray, pd.DataFrame, list[int]]:
+def check_dataset(dataset: SliceDatasetLike) -> tuple[np.ndarray, pd.DataFrame, list[int]]:
     images, patients, offsets = dataset.images, dataset.patients.reset_index(drop=True), list(dataset.offsets)
     missing = {"patient_id", "er", "split"} - set(patients.columns)
     if missing:
@@ -205,19 +165,30 @@ def _check_dataset(dataset: SliceDatasetLike) -> tuple[np.ndarray, pd.DataFrame,
     return images, patients, offsets
 
 
-def _dataset_hash(images: np.ndarray, patients: pd.DataFrame, offsets: list[int]) -> str:
+def slice_table(patients: pd.DataFrame, offsets: list[int]) -> pd.DataFrame:
+    """One row per slice, in the data's order (row ``i``: patient ``i // n_offsets``): patient_id, offset, split,
+    er."""
+    n_offsets = len(offsets)
+    return pd.DataFrame({"patient_id": np.repeat(patients["patient_id"].astype(str).to_numpy(), n_offsets),
+                         "offset": np.tile(np.asarray(offsets, dtype=int), len(patients)),
+                         "split": np.repeat(patients["split"].to_numpy(), n_offsets),
+                         "er": np.repeat(patients["er"].astype(int).to_numpy(), n_offsets)})
+
+
+def dataset_hash(images: np.ndarray, patients: pd.DataFrame, offsets: list[int]) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(images).data)
     digest.update(patients[["patient_id", "er", "split"]].to_csv(index=False).encode())
     digest.update(json.dumps(offsets).encode())
     return digest.hexdigest()
 
 
-def _cache_key(architecture: str, params: Params, data_hash: str) -> str:
+def checkpoint_key(architecture: str, params: Params, data_hash: str) -> str:
     """Everything that changes this architecture's checkpoint: its training parameters, weights file, the
     protocol, seed and slice dataset (not threads, progress bars or the device)."""
     cfg = params.cnn.model_dump(mode="json", exclude={"architectures", "epochs", "input_size", "weights",
                                                       "num_threads", "progress", "device",
-                                                      "downstream_architecture", "eval_batch_size"})
+                                                      "downstream_architecture", "eval_batch_size",
+                                                      "cross_fit_folds"})
     weights = params.cnn.weights.get(architecture)
     weights_id = None
     if weights is not None and Path(weights).is_file():
@@ -302,7 +273,7 @@ def training_plan(dataset: SliceDatasetLike, params: Params) -> pd.DataFrame:
     """Patients, slices and ER share (a fraction) per role (who trains, who picks the checkpoint, who is only
     predicted). Under ``leak_free`` the column ``inner_split`` says, on the inner roles' rows, whether the inner
     split is stratified by ER, or why not (``patient_roles``); ``attrs["inner_split_note"]`` gives the reason."""
-    _, patients, offsets = _check_dataset(dataset)
+    _, patients, offsets = check_dataset(dataset)
     roles = patient_roles(patients, params.protocol, params.cnn.inner_validation_fraction, params.seed)
     table = patients.assign(role=patients["patient_id"].astype(str).map(roles).to_numpy())
     use = {"inner_train": "fits the weights", "train": "fits the weights",
@@ -353,28 +324,31 @@ def slice_metrics_table(predictions: pd.DataFrame, params: Params) -> pd.DataFra
 
 def train_and_predict(dataset: SliceDatasetLike, params: Params, run: RunFolder) -> CNNResult:
     """Train every architecture of ``params.cnn``, predict every slice, choose the downstream architecture and
-    write the stage's outputs (module docstring). Reuses cached checkpoints when nothing changed."""
-    images, patients, offsets = _check_dataset(dataset)
+    write the stage's outputs (module docstring). Reuses cached checkpoints when nothing changed.
+
+    Raises:
+        CrossFitError: ``cnn.cross_fit_folds`` is set (leak_free) but does not fit the training patients; raised
+            before any training, although the cross-fit itself runs afterwards (``hcc_utils.cnn_cross_fit``).
+    """
+    images, patients, offsets = check_dataset(dataset)
     cfg = params.cnn
     for architecture in cfg.architectures:  # fail before hours of training, not after
         weights = cfg.weights.get(architecture)
         if weights is not None and not Path(weights).expanduser().is_file():
             build_model(architecture, weights)
+    if params.cross_fit_k:
+        cross_fit_folds(patients, params.cross_fit_k, params.seed)
     roles = patient_roles(patients, params.protocol, cfg.inner_validation_fraction, params.seed)
     if roles.attrs["inner_split_note"]:
         warnings.warn(f"CNN training: {roles.attrs['inner_split_note']}", InnerSplitWarning, stacklevel=2)
     artifacts.write_table(run, artifacts.CNN_ROLES, roles.rename_axis("patient_id").reset_index())
-    n_offsets = len(offsets)
-    slices = pd.DataFrame({"patient_id": np.repeat(patients["patient_id"].astype(str).to_numpy(), n_offsets),
-                           "offset": np.tile(np.asarray(offsets, dtype=int), len(patients)),
-                           "split": np.repeat(patients["split"].to_numpy(), n_offsets),
-                           "er": np.repeat(patients["er"].astype(int).to_numpy(), n_offsets)})
-    data_hash = _dataset_hash(images, patients, offsets)
+    slices = slice_table(patients, offsets)
+    data_hash = dataset_hash(images, patients, offsets)
     metas, predictions, histories = {}, [], []
     device, data = resolve_device(cfg), None
     with torch_settings(cfg, device):
         for architecture in cfg.architectures:
-            key = _cache_key(architecture, params, data_hash)
+            key = checkpoint_key(architecture, params, data_hash)
             cached = _load_cached(run, architecture, key)
             if cached is None:
                 if data is None:
@@ -417,7 +391,7 @@ def load_trained_model(run: RunFolder, architecture: str, device: torch.device |
     return model.to(device).eval()
 
 
-__all__ = ["ARCHITECTURE_NAMES", "CNNResult", "InnerSplitWarning", "build_model", "choice_table", "choose_architecture",
-           "downstream_predictions",
-           "last_conv_block", "load_choice", "load_trained_model", "patient_roles", "resolve_device",
+__all__ = ["ARCHITECTURE_NAMES", "CNNResult", "CrossFitError", "InnerSplitWarning", "build_model", "check_dataset",
+           "checkpoint_key", "choice_table", "choose_architecture", "dataset_hash", "downstream_predictions",
+           "last_conv_block", "load_choice", "load_trained_model", "patient_roles", "resolve_device", "slice_table",
            "slice_metrics_table", "train_and_predict", "training_plan"]

@@ -246,13 +246,18 @@ def sgd_step(forward, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torc
 
 
 def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTensors, fit_rows: np.ndarray,
-                       select_rows: np.ndarray, cfg: CNNConfig, seed: int, desc: str | None = None) -> TrainedCNN:
+                       select_rows: np.ndarray, cfg: CNNConfig, seed: int, desc: str | None = None,
+                       stop_after: int | None = None) -> TrainedCNN:
     """Train ``model`` on the slices ``fit_rows``; keep the epoch with the best slice AUC on ``select_rows``.
 
     The selection rows are the inner-validation patients' slices under ``leak_free`` and the validation
     patients' under ``onekey_compat`` (the caller decides; this function sees no other rows). Ties and
     undefined AUCs keep the earlier epoch; when no epoch has a defined AUC the last epoch is kept. ``model`` ends
     in eval mode with the chosen checkpoint's weights.
+
+    ``stop_after`` (the cross-fit's networks, ``hcc_utils.cnn_cross_fit``): train only the first ``stop_after``
+    epochs of the ``cnn.epochs`` schedule (the cosine still spans all of them, so the learning rate follows the
+    full run's curve) and keep the last; give no ``select_rows`` then, so nothing is chosen on them.
 
     Returns:
         The chosen checkpoint and a history with, per epoch: mean training loss, AUC of the training pass
@@ -275,7 +280,9 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
     select_labels = select_labels.cpu().numpy()
     history, best_state, best_epoch, best_auc = [], None, 0, -math.inf
     train_pass_prob = np.full(len(data.labels), np.nan)
-    bar = tqdm(range(1, epochs + 1), desc=desc or architecture, unit="epoch", disable=not cfg.progress,
+    if stop_after is not None and not 1 <= stop_after <= epochs:
+        raise ValueError(f"stop_after = {stop_after}: must be an epoch of the {epochs}-epoch schedule")
+    bar = tqdm(range(1, (stop_after or epochs) + 1), desc=desc or architecture, unit="epoch", disable=not cfg.progress,
                mininterval=1.0)
     for epoch in bar:
         model.train()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
 from hcc_utils.config_sections import (  # noqa: F401  (re-exported: import the sections from config)
     CNN_ARCHITECTURES,
@@ -71,6 +71,25 @@ class Params(_Section):
     pathology: PathologyConfig = Field(default_factory=PathologyConfig)
 
     source: Path | None = Field(None, exclude=True, description="the file these were read from")
+
+    @property
+    def cross_fit_k(self) -> int:
+        """K when the CNN cross-fit runs (``cnn.cross_fit_folds`` >= 2 under ``leak_free``), else 0: under
+        ``onekey_compat`` the key is ignored (docs/method.md section 8)."""
+        return int(self.cnn.cross_fit_folds or 0) if self.protocol == "leak_free" else 0
+
+    @field_validator("mil")
+    @classmethod
+    def _cross_fit_source(cls, mil: MILConfig, info: ValidationInfo) -> MILConfig:
+        """``mil.training_predictions: cross_fit`` needs the cross-fit: ``leak_free`` and ``cnn.cross_fit_folds``."""
+        protocol, cnn = info.data.get("protocol"), info.data.get("cnn")
+        if mil.training_predictions == "cross_fit" and cnn is not None and protocol is not None:
+            if protocol != "leak_free" or not cnn.cross_fit_folds:
+                reason = ("protocol is onekey_compat, which has no cross-fit" if protocol != "leak_free"
+                          else "cnn.cross_fit_folds is not set")
+                raise ValueError(f"training_predictions is 'cross_fit' but {reason}; set cnn.cross_fit_folds "
+                                 "(K >= 2) under protocol leak_free, or choose 'protocol', 'eval' or 'train_pass'")
+        return mil
 
     def dump_yaml(self) -> str:
         """The validated parameters as YAML (paths as strings), for the run folder and provenance."""

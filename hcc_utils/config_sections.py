@@ -147,6 +147,12 @@ class CNNConfig(_Section):
                                      "initialisation")
     inner_validation_fraction: float = Field(0.2, gt=0, lt=0.5, description="leak_free: share of training "
                                              "patients used to pick the checkpoint and architecture")
+    cross_fit_folds: int | None = Field(
+        None, ge=0, le=50, description="leak_free: K >= 2 cross-fits the downstream architecture: the training "
+        "patients are split into K folds (by patient, stratified by ER, seeded) and each fold is scored by a network "
+        "trained on the other folds for the main checkpoint's epoch count, so that MIL learns from held-out "
+        "probabilities only (hcc_utils.cnn_cross_fit, docs/method.md sections 3, 4, 8). 0 or None: off. Ignored, "
+        "with a note, under onekey_compat. At most the smaller outcome group's count of training patients")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     bf16_gpu: bool = Field(True, description="bf16 autocast on GPU")
     channels_last: bool = Field(True, description="channels_last memory format on GPU")
@@ -189,6 +195,9 @@ class CNNConfig(_Section):
         lo, hi = self.random_resized_crop_ratio
         if not 0 < lo <= hi:
             raise ValueError("random_resized_crop_ratio must satisfy 0 < low <= high")
+        if self.cross_fit_folds == 1:
+            raise ValueError("cross_fit_folds = 1: cross-fitting needs at least 2 folds (K >= 2); use 0 or null "
+                             "to turn it off")
         if self.downstream_architecture not in ("auto", *self.architectures):
             raise ValueError(f"downstream_architecture '{self.downstream_architecture}' is not among "
                              f"architectures {self.architectures}")
@@ -200,10 +209,12 @@ class MILConfig(_Section):
 
     label_threshold: float = Field(0.5, gt=0, lt=1, description="a slice's predicted label is "
                                    "prob >= label_threshold (the 2 label bins)")
-    training_predictions: Literal["protocol", "eval", "train_pass"] = Field(
+    training_predictions: Literal["protocol", "eval", "train_pass", "cross_fit"] = Field(
         "protocol", description="training patients' slice probabilities: the chosen checkpoint's eval-mode pass "
-        "('eval'), or the chosen epoch's logged training pass, augmented and in train mode, as the original "
-        "tooling used ('train_pass'); 'protocol': eval under leak_free, train_pass under onekey_compat")
+        "('eval'), the chosen epoch's logged training pass, augmented and in train mode, as the original "
+        "tooling used ('train_pass'), or the cross-fitted networks' held-out pass ('cross_fit': leak_free with "
+        "cnn.cross_fit_folds only); 'protocol': cross_fit under leak_free when cnn.cross_fit_folds is set, else "
+        "eval, and train_pass under onekey_compat")
 
 
 class SelectionConfig(_Section):

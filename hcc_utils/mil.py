@@ -24,9 +24,12 @@ Features (26 columns, always all of them, in this order, also when a bin is empt
   transforms, one over the 11 probability tokens (those 11 columns normalised together) and one over the 2 label
   tokens (those 2 normalised together).
 
-Which probabilities (``mil_inputs``): the eval-mode pass of the chosen checkpoint over every slice (leak_free);
-under onekey_compat the training patients' slices take the chosen epoch's logged training-pass probabilities
-(augmented, train mode) instead, as the original tooling did (``mil.training_predictions`` overrides either).
+Which probabilities (``mil_inputs``, column ``prob_source``): validation patients always take the eval-mode pass
+of the chosen checkpoint. Training patients take, under leak_free, the same pass (``eval``), or with
+``cnn.cross_fit_folds`` the cross-fitted pass (``cross_fit``: each patient scored by a network that did not train
+on it, ``hcc_utils.cnn_cross_fit``); under onekey_compat the chosen epoch's logged training-pass probabilities
+(``train_pass``: augmented, train mode), as the original tooling did. ``mil.training_predictions`` overrides the
+protocol's choice.
 
 Leakage: the idf is the only fitted quantity. ``idf_on="train"`` (protocol ``leak_free``) fits it on the training
 patients only; ``idf_on="all"`` (protocol ``onekey_compat``, as the original tooling) on every patient, so the
@@ -64,7 +67,7 @@ _LABEL_TOKENS = [f"y{b}" for b in LABEL_BINS]
 _TOKEN_PATTERN = r"[^ ]+"
 
 IdfOn = Literal["train", "all"]
-SliceSource = Literal["eval", "train_pass"]
+SliceSource = Literal["eval", "train_pass", "cross_fit"]
 
 
 class MILError(ValueError):
@@ -81,29 +84,64 @@ def idf_on_for(protocol: str) -> IdfOn:
 
 def training_source(params: Params) -> SliceSource:
     """Where the training patients' slice probabilities come from: ``mil.training_predictions``, or by protocol
-    (``leak_free`` -> ``"eval"``, ``onekey_compat`` -> ``"train_pass"``)."""
+    (``leak_free`` -> ``"cross_fit"`` when ``cnn.cross_fit_folds`` is set, else ``"eval"``; ``onekey_compat`` ->
+    ``"train_pass"``)."""
     chosen = params.mil.training_predictions
     if chosen != "protocol":
         return chosen
-    return "eval" if params.protocol == "leak_free" else "train_pass"
+    if params.protocol == "leak_free":
+        return "cross_fit" if params.cross_fit_k else "eval"
+    return "train_pass"
 
 
-def mil_inputs(slice_predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
+def _cross_fitted(table: pd.DataFrame, cross_fit: pd.DataFrame | None) -> pd.DataFrame:
+    """Training slices take the cross-fitted probability (source ``cross_fit``); every one must have one."""
+    if cross_fit is None:
+        raise MILError("the training patients' probabilities should be cross-fitted (cnn.cross_fit_folds), but no "
+                       "cross-fitted predictions were given; rerun notebook 03 (hcc_utils.cnn_cross_fit)")
+    ours, theirs = set(table.get("architecture", [])), set(cross_fit.get("architecture", []))
+    if ours and theirs and ours != theirs:
+        raise MILError(f"the cross-fitted predictions are {sorted(theirs)}'s but the slice predictions are "
+                       f"{sorted(ours)}'s; rerun notebook 03")
+    keyed = cross_fit.assign(patient_id=cross_fit["patient_id"].astype(str)).set_index(["patient_id", "offset"])
+    train = (table["split"] == "train").to_numpy()
+    where = pd.MultiIndex.from_arrays([table.loc[train, "patient_id"].astype(str), table.loc[train, "offset"]])
+    prob = keyed["prob"].reindex(where)
+    missing = where[prob.isna().to_numpy()].get_level_values(0).unique().tolist()
+    if missing:
+        raise MILError(f"no cross-fitted probability for the slices of training patients {missing[:5]}"
+                       f"{' and more' if len(missing) > 5 else ''}; rerun notebook 03")
+    table.loc[train, "prob"] = prob.to_numpy()
+    table.loc[train, "prob_source"] = "cross_fit"
+    return table
+
+
+def mil_inputs(slice_predictions: pd.DataFrame, params: Params, cross_fit: pd.DataFrame | None = None) -> pd.DataFrame:
     """The slice probabilities the MIL step uses (docs/method.md section 4), with a ``prob_source`` column.
 
-    ``prob`` stays the eval-mode probability for every slice, except, when ``training_source(params)`` is
-    ``"train_pass"``, for training patients' slices that were in the chosen epoch's training pass: those take
-    ``train_pass_prob`` (source ``train_pass``). Slices outside that pass (under leak_free the inner-validation
-    patients; always the epoch's dropped last batch) keep the eval-mode value (source ``eval``). Validation
-    patients are always ``eval``.
+    ``prob`` stays the eval-mode probability of the chosen checkpoint for every slice (source ``eval``), except
+    for training patients' slices when ``training_source(params)`` is
+
+    - ``"cross_fit"``: every training slice takes its probability from ``cross_fit`` (the cross-fitted pass,
+      ``cnn_cross_fit.load_cross_fit(run, params)``: the network of the patient's fold, which did not train on it;
+      source ``cross_fit``);
+    - ``"train_pass"``: slices that were in the chosen epoch's training pass take ``train_pass_prob`` (source
+      ``train_pass``). Slices outside that pass (under leak_free the inner-validation patients; always the epoch's
+      dropped last batch) keep the eval-mode value.
+
+    Validation patients are always ``eval``.
 
     Raises:
         MILError: ``train_pass`` asked for, but the predictions have no ``train_pass_prob`` (made before it was
-            logged): rerun notebook 03.
+            logged); ``cross_fit`` asked for, but no cross-fitted predictions, another architecture's, or none for
+            some training patients: rerun notebook 03.
     """
     table = slice_predictions.assign(prob_source="eval")
-    if training_source(params) == "eval":
+    source = training_source(params)
+    if source == "eval":
         return table
+    if source == "cross_fit":
+        return _cross_fitted(table, cross_fit)
     if "train_pass_prob" not in table.columns:
         raise MILError("the slice predictions have no training-pass probabilities (train_pass_prob), which "
                        f"protocol {params.protocol} / mil.training_predictions asks for; rerun notebook 03")
@@ -205,7 +243,8 @@ def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_
 
 def prediction_overview(slice_predictions: pd.DataFrame, label_threshold: float = 0.5) -> pd.DataFrame:
     """Patients, slices, mean slice probability and share of slices predicted ER, per split and outcome; with
-    ``mil_inputs``' output also the number of slices whose probability is the training pass's.
+    ``mil_inputs``' output also the number of slices whose probability is the training pass's and the
+    cross-fit's.
 
     Needs the ``split`` and ``er`` columns of ``slice_predictions.csv``.
     """
@@ -214,7 +253,16 @@ def prediction_overview(slice_predictions: pd.DataFrame, label_threshold: float 
                "share_predicted_er": ("prob", lambda p: float((p >= label_threshold).mean()))}
     if "prob_source" in table.columns:
         columns["train_pass_slices"] = ("prob_source", lambda s: int((s == "train_pass").sum()))
+        columns["cross_fit_slices"] = ("prob_source", lambda s: int((s == "cross_fit").sum()))
     return table.groupby(["split", "group"], sort=True).agg(**columns).reset_index()
+
+
+def source_table(inputs: pd.DataFrame) -> pd.DataFrame:
+    """Where each patient's slice probabilities come from (``mil_inputs``' ``prob_source``): patients and slices
+    per split and source. ``eval``: the chosen checkpoint's eval-mode pass; ``cross_fit``: the network of the
+    patient's cross-fit fold, which did not train on it; ``train_pass``: the chosen epoch's training pass."""
+    return (inputs.groupby(["split", "prob_source"], sort=True)
+            .agg(patients=("patient_id", "nunique"), slices=("prob", "size")).reset_index())
 
 
 def build_mil_table(slice_predictions: pd.DataFrame, cohort: pd.DataFrame, params: Params,
