@@ -288,7 +288,8 @@ class EvaluationConfig(_Section):
 
     threshold: Literal["fixed", "youden"] = Field("fixed", description="cut-off for accuracy, sensitivity, "
                                                   "specificity: 'fixed' (paper: 0.5) or Youden's J chosen on "
-                                                  "the training predictions and applied to validation")
+                                                  "the out-of-fold training predictions (prob_oof, whatever "
+                                                  "train_predictions says) and applied to validation")
     fixed_threshold: float = Field(0.5, gt=0, lt=1)
     ci_level: float = Field(0.95, gt=0.5, lt=1, description="AUC confidence level (DeLong variance)")
     train_predictions: Literal["apparent", "out_of_fold"] = Field(
