@@ -58,7 +58,10 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
         if y is None:
             raise SelectionError("FeatureSelector needs the 0/1 outcome to select features")
         labels = pd.Series(np.asarray(y), index=X.index, name="er")
-        self.selection_ = select_features(X, labels, self.cfg, steps=tuple(self.steps))
+        try:
+            self.selection_ = select_features(X, labels, self.cfg, steps=tuple(self.steps))
+        except SelectionError as exc:  # say which fit: a CV fold's training rows or all training patients
+            raise SelectionError(f"{exc} (selection fitted on {len(X)} patients, {int(labels.sum())} with ER)") from exc
         self.selected_ = list(self.selection_.selected)
         return self
 
