@@ -49,6 +49,7 @@ bench: venv  ## the speed checks of benchmarks/ (several minutes; best on an oth
 	$(PY) benchmarks/preprocess.py --n 12
 	$(PY) benchmarks/cnn_throughput.py --size 64 --slices 1024 --batch-size 32
 	$(PY) benchmarks/radiomics.py --patients 4
+	$(PY) benchmarks/recipe.py --jobs 1
 
 lab: venv  ## open the notebooks in JupyterLab
 	$(PY) -m jupyter lab notebooks/

@@ -8,10 +8,11 @@ recipe's own test). Categorical: chi-square, or Fisher's exact test when an expe
 the observed values.
 
 The Clinical model takes the variables with training p < ``clinical.p_threshold`` (paper: AFP and gender)
-through the shared recipe (``modeling.fit_recipe``). Codings: gender M = 1, F = 0; alcohol 1 = yes. Missing
-values of the model's inputs follow ``clinical.missing``: ``median_impute_train`` fills with the training
-median (continuous) or mode (categorical) and reports the counts; ``drop_patient`` leaves out patients missing
-a selected variable.
+through the shared recipe (``modeling.fit_recipe``, no selection step after the z-score). The variables are chosen
+once on all training patients, before the recipe; the recipe's out-of-fold predictions do not redo that choice.
+Codings: gender M = 1, F = 0; alcohol 1 = yes. Missing values of the model's inputs follow ``clinical.missing``:
+``median_impute_train`` fills with the training median (continuous) or mode (categorical) and reports the counts;
+``drop_patient`` leaves out patients missing a selected variable.
 
 Example::
 

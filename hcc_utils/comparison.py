@@ -3,11 +3,12 @@ tests, ROC, decision and calibration curves, the sample-size check, and (synthet
 AUC.
 
 Input: stage 05's per-patient prediction files, read by ``hcc_utils.model_predictions``; the models and their
-order come from ``hcc_utils.model_registry``. Validation rows
-always use ``prob`` (the final model, fitted on training patients only); training rows use ``prob`` (apparent:
-the final model on its own training patients, as the paper reports) or ``prob_oof`` (out-of-fold), by
-``params.evaluation.train_predictions``. A model whose file is missing (e.g. radiomics disabled) is skipped
-with a note. Outputs (docs/architecture.md formats): ``tables/table4_models.csv`` and ``tables/delong.csv``.
+order come from ``hcc_utils.model_registry``. Validation rows always use ``prob`` (the final model, fitted on
+training patients only); training rows use ``prob`` (apparent: the final model on its own training patients, as
+the paper reports) or ``prob_oof`` (out-of-fold: every step of the recipe fitted without the patient's CV fold),
+by ``params.evaluation.train_predictions``. Youden's cut-off is always chosen on ``prob_oof``. A model whose file
+is missing (e.g. radiomics disabled) is skipped with a note. Outputs (docs/architecture.md formats):
+``tables/table4_models.csv`` and ``tables/delong.csv``.
 """
 
 from __future__ import annotations
@@ -54,13 +55,19 @@ def _auc_with_ci(y, score, level: float, notes: list[str], what: str) -> tuple[f
 
 
 def thresholds_for(preds: ModelPredictions, evaluation: EvaluationConfig) -> dict[str, float]:
-    """Each model's cut-off: the fixed one, or Youden's J on its TRAINING predictions (used on validation)."""
+    """Each model's cut-off (a probability of ER): the fixed one, or the one maximising Youden's J on its training
+    patients' OUT-OF-FOLD predictions (``prob_oof``, whatever ``evaluation.train_predictions`` says), applied
+    unchanged to validation (docs/method.md section 6).
+
+    Not the apparent predictions: ExtraTrees nearly separates its own training patients, so any cut-off between
+    the two groups' apparent scores maximises J and the choice would be arbitrary.
+    """
     cut = {}
     for model in preds.models:
         if evaluation.threshold == "fixed":
             cut[model] = evaluation.fixed_threshold
         else:
-            train = preds.scores(model, "train")
+            train = preds.out_of_fold_scores(model)
             with _about(model, "train"):
                 cut[model] = stats.youden_threshold(train["er"], train["score"])
     return cut
@@ -69,7 +76,7 @@ def thresholds_for(preds: ModelPredictions, evaluation: EvaluationConfig) -> dic
 def threshold_table(preds: ModelPredictions, evaluation: EvaluationConfig) -> pd.DataFrame:
     """Each model's cut-off and where it comes from (for the notebook)."""
     source = ("fixed (params.evaluation.fixed_threshold)" if evaluation.threshold == "fixed"
-              else f"Youden's J on training predictions ({preds.train_column})")
+              else "Youden's J on the out-of-fold training predictions (prob_oof)")
     return pd.DataFrame([{"model": m, "threshold": t, "chosen": source}
                          for m, t in thresholds_for(preds, evaluation).items()])
 

@@ -242,7 +242,8 @@ class ModelConfig(_Section):
     max_depth: list[int | None] = Field(default_factory=lambda: [2, 3, 5, None], min_length=1)
     min_samples_split: list[int] = Field(default_factory=lambda: [2, 5], min_length=1)
     cv_folds: int = Field(5, ge=2, le=20, description="StratifiedKFold folds of the grid search and of the "
-                          "out-of-fold training probabilities; fewer when the minority class is smaller")
+                          "out-of-fold training probabilities (the selection is refitted in each); fewer when the "
+                          "minority class is smaller")
     smote: bool = Field(True, description="SMOTE inside the pipeline (sees the training folds only)")
     smote_k_neighbors: int = Field(5, ge=1, description="reduced automatically when a training fold's "
                                    "minority class is smaller")
@@ -299,12 +300,14 @@ class EvaluationConfig(_Section):
 
     threshold: Literal["fixed", "youden"] = Field("fixed", description="cut-off for accuracy, sensitivity, "
                                                   "specificity: 'fixed' (paper: 0.5) or Youden's J chosen on "
-                                                  "the training predictions and applied to validation")
+                                                  "the out-of-fold training predictions (prob_oof, whatever "
+                                                  "train_predictions says) and applied to validation")
     fixed_threshold: float = Field(0.5, gt=0, lt=1)
     ci_level: float = Field(0.95, gt=0.5, lt=1, description="AUC confidence level (DeLong variance)")
     train_predictions: Literal["apparent", "out_of_fold"] = Field(
         "apparent", description="training-set rows of Table 4, DeLong and the curves: 'apparent' (the final "
-        "model on its own training patients, as the paper reports) or 'out_of_fold' (5-fold CV predictions)")
+        "model on its own training patients, as the paper reports) or 'out_of_fold' (each training patient "
+        "scored by the recipe fitted, selection included, without its CV fold)")
     dca_thresholds: tuple[float, float, float] = Field((0.0, 0.99, 0.01), description="decision-curve "
                                                        "threshold probabilities: start, stop (inclusive), step")
     calibration_bins: int = Field(5, ge=2, le=50, description="bins of the calibration curve")

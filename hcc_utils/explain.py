@@ -1,9 +1,10 @@
 """SHAP explanation of the DL-MIL model (docs/method.md section 6; paper Fig. 5e-g).
 
-The DL-MIL model is an imbalanced-learn pipeline: selected MIL columns -> StandardScaler (training statistics) ->
-SMOTE -> ExtraTreesClassifier (``hcc_utils.modeling.fit_recipe``). SHAP's ``TreeExplainer`` explains the fitted
-ExtraTrees on the features *as the trees see them*: the selected columns after z-scoring (SMOTE only resamples
-while fitting and is skipped here, as at prediction time).
+The DL-MIL model is an imbalanced-learn pipeline: FeatureSelector (the selection funnel, keeping the selected MIL
+columns) -> StandardScaler (training statistics) -> SMOTE -> ExtraTreesClassifier (``hcc_utils.modeling.fit_recipe``;
+the final fit, on all training patients). SHAP's ``TreeExplainer`` explains the fitted ExtraTrees on the features
+*as the trees see them*: the selected columns after z-scoring (SMOTE only resamples while fitting and is skipped
+here, as at prediction time).
 
 What is explained is the predicted probability of early recurrence, P(ER). A scikit-learn forest's
 ``predict_proba`` is the mean over trees of the class fractions in the leaf reached, so the tree-path-dependent
@@ -118,6 +119,9 @@ def _steps(pipeline) -> list[tuple[str, object]]:
 
 def model_input(pipeline, features: pd.DataFrame, feature_names: list[str] | None = None) -> pd.DataFrame:
     """The features as the pipeline's final estimator sees them (selected and z-scored), one row per patient.
+
+    For the recipe's pipeline: the FeatureSelector keeps the final fit's selected columns, the StandardScaler
+    z-scores them with the training means and SDs.
 
     Every step before the classifier is applied with ``transform``; samplers (SMOTE, anything with
     ``fit_resample``) are skipped, as imblearn does at prediction time. Column names come from the steps'

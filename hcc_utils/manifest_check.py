@@ -23,10 +23,10 @@ detection limit) is taken as the limit, 20, with the warning "below the detectio
 (above the reporting limit) likewise as 1210. The limit stands in for a value beyond it, and every such cell is
 listed.
 
-The smallest cohort, ``MIN_PER_OUTCOME`` = 3 usable patients of each outcome (6 in all): the shared recipe
-refuses fewer than 2 training patients per outcome (``modeling.fit_recipe``; its CV folds, Lasso folds and
-SMOTE's k shrink to fit, with notes, so they set no higher floor), and a validation AUC needs one validation
-patient of each outcome. A stratified 7:3 split of 3 patients of an outcome puts 2 in training, 1 in validation.
+The smallest cohort, ``MIN_PER_OUTCOME`` = 3 usable patients of each outcome (6 in all), is a first floor only:
+the split asks for more (``intake.MIN_PER_CLASS``: 3 training and 2 validation patients of each outcome), and the
+shared recipe refuses fewer than 3 training patients per outcome (``modeling.fit_recipe``: every CV fold's
+selection is fitted on at least 2; its CV folds, Lasso folds and SMOTE's k shrink to fit, with notes).
 
 Messages name the patient (the manifest's ``patient_id``, nothing else), the row, the column, the value found
 and what to do. A path is shown by its file name only, quoted so a stray space shows, never its folders (which

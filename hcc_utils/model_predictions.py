@@ -2,10 +2,12 @@
 
 Files: ``predictions/<slug>_patients.csv`` (``artifacts.PATIENT_PREDICTIONS``), one per model of
 ``hcc_utils.model_registry``, with columns ``patient_id, split, er, prob, prob_oof``. ``prob`` is the final
-model's probability of ER (fitted on training patients only); ``prob_oof`` the out-of-fold probability for
-training patients and ``prob`` again for validation patients. Validation rows always use ``prob``; training rows
-use ``prob`` (apparent) or ``prob_oof``, by ``params.evaluation.train_predictions``. A model without a file is
-left out with a note.
+model's probability of ER (fitted on training patients only); for training patients it is apparent (the model
+scoring the patients it was fitted on). ``prob_oof`` is the out-of-fold probability for training patients (every
+step of the recipe, the feature selection included, fitted without the patient's CV fold: out-of-sample) and
+``prob`` again for validation patients. Validation rows always use ``prob``; training rows use ``prob``
+(apparent) or ``prob_oof``, by ``params.evaluation.train_predictions``; Youden's cut-off always uses
+``prob_oof`` (``out_of_fold_scores``). A model without a file is left out with a note.
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ class ModelPredictions:
         column = self.train_column if split == "train" else "prob"
         rows = frame.loc[frame["split"] == split, ["patient_id", "er", column]]
         return rows.rename(columns={column: "score"}).reset_index(drop=True)
+
+    def out_of_fold_scores(self, model: str) -> pd.DataFrame:
+        """``patient_id, er, score`` of one model's training patients from ``prob_oof`` (whatever ``train_column``
+        says): the out-of-fold predictions Youden's cut-off is chosen on (``comparison.thresholds_for``)."""
+        frame = self.frames[model]
+        rows = frame.loc[frame["split"] == "train", ["patient_id", "er", "prob_oof"]]
+        values = pd.to_numeric(rows["prob_oof"], errors="coerce")
+        bad = rows.loc[~np.isfinite(values) | (values < 0) | (values > 1), "patient_id"].tolist()
+        if bad:
+            file = artifacts.PATIENT_PREDICTIONS.pattern.format(slug=model_registry.spec(model).slug)
+            raise ValueError(f"{file} ({model}): 'prob_oof' is missing or not a probability in [0, 1] for training "
+                             f"patients {bad[:5]}; Youden's cut-off is chosen on the out-of-fold predictions: "
+                             "re-run notebook 05, or set evaluation.threshold: fixed")
+        return rows.assign(prob_oof=values).rename(columns={"prob_oof": "score"}).reset_index(drop=True)
 
     def describe(self) -> str:
         """Which models are compared, on how many patients, with which training predictions (markdown)."""

@@ -1,49 +1,59 @@
 """The selection-and-model recipe shared by the DL-MIL, Radiomics and Clinical models (docs/method.md section 5).
 
-``fit_recipe`` is the one entry point: feature selection (``hcc_utils.selection``) on the training patients,
-then an imbalanced-learn ``Pipeline``::
+``fit_recipe`` is the one entry point. The whole recipe is one imbalanced-learn ``Pipeline``::
 
-    selected columns (ColumnTransformer) -> StandardScaler -> SMOTE -> ExtraTreesClassifier
+    FeatureSelector (z-score, univariate tests, correlation filter, LassoCV) -> StandardScaler -> SMOTE
+        -> ExtraTreesClassifier
 
 tuned by ``GridSearchCV`` (StratifiedKFold, scoring roc_auc, the grid of ``params.model``) on the training
-patients only. Because SMOTE and the scaler are steps of the pipeline, every CV fit sees only that fold's training
-rows: SMOTE never synthesises from a held-out fold or a validation patient. The refitted pipeline takes the raw
-feature table (all columns, by name) and ``predict_proba`` returns the ER probability.
+patients only. Every step is fitted inside each CV fold: the feature selection (``fold_selection.FeatureSelector``
+around ``selection.select_features``), the scaler and SMOTE see only that fold's training rows, never its held-out
+rows nor a validation patient. The selection does not depend on the ExtraTrees parameters, so the fitted steps
+before the trees are cached per fold (the pipeline's ``memory``, a joblib cache in a temporary folder): each fold
+fits the selection once, not once per grid candidate. The best configuration is refitted on all training
+patients; that final pipeline takes the raw feature table (all columns, by name) and ``predict_proba`` returns
+the ER probability.
 
-Training probabilities come twice: apparent (the final pipeline on the patients it was fitted on, optimistic) and
-out-of-fold (``cross_val_predict`` of the best configuration with the same folds, honest). Validation
-probabilities come from the final pipeline.
+Training probabilities come twice: apparent (``prob``: the final pipeline on the patients it was fitted on,
+optimistic: ExtraTrees nearly separates its own training patients) and out-of-fold (``prob_oof``: the best
+configuration refitted, selection included, on each CV fold's training rows and predicting its held-out rows, the
+same folds as the grid search). Out-of-fold rows are out-of-sample for every fitted step; only the choice among
+the grid's candidates used the same folds. Validation probabilities come from the final pipeline.
 
 Small cohorts: the CV folds are reduced to the size of the smaller outcome group, and SMOTE's ``k_neighbors`` to
 one less than the smallest minority count of any training fold (SMOTE is left out when that is 0); both with a
-note in ``RecipeResult.notes``.
+note in ``RecipeResult.notes``. The selection's fallbacks and Lasso fold reductions of the fold fits are noted
+too, with the number of folds.
 
 Example::
 
     patients = load_cohort(params, run).set_index("patient_id")
     result = fit_recipe(features, patients["er"], patients["split"], params, "DL-MIL", run)
     result.features, result.best_params, result.cv_auc
+    result.selection_stability  # per feature: CV folds that selected it, and whether the final fit did
     result.predictions.head()   # patient_id, split, er, prob, prob_oof
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
+import joblib
 import numpy as np
 import pandas as pd
 from imblearn.over_sampling import SMOTE
 from imblearn.pipeline import Pipeline
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import ExtraTreesClassifier
-from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
 from sklearn.preprocessing import StandardScaler
 
 from hcc_utils import artifacts, model_registry, stats
-from hcc_utils.config import ModelConfig, Params
+from hcc_utils.config import ModelConfig, Params, SelectionConfig
+from hcc_utils.fold_selection import ALL_STEPS, FeatureSelector, fold_notes, selection_stability
 from hcc_utils.run_folder import RunFolder
-from hcc_utils.selection import SelectionResult, select_features
+from hcc_utils.selection import SelectionResult
 
 PREDICTION_COLUMNS = list(artifacts.PATIENT_PREDICTION_COLUMNS)
 
@@ -58,16 +68,21 @@ class RecipeResult:
 
     Attributes:
         name: the model's name in tables ("DL-MIL", "Radiomics", "Clinical").
-        selection: the funnel (``selection.SelectionResult``): per step the surviving features and why.
-        features: the selected features, in input order.
-        pipeline: the fitted imblearn Pipeline (selected columns -> StandardScaler -> SMOTE -> ExtraTrees),
+        selection: the final fit's funnel (``selection.SelectionResult``, on all training patients): per step
+            the surviving features and why (Fig. 4b,c, S1).
+        features: the final fit's selected features, in input order.
+        selection_stability: feature, folds_selected, n_folds, in_final: every feature the final fit or a CV
+            fold's fit selected, and in how many of the ``n_folds`` fold fits (``fold_selection``).
+        pipeline: the fitted imblearn Pipeline (FeatureSelector -> StandardScaler -> SMOTE -> ExtraTrees),
             refitted on all training patients with the best parameters; ``predict_proba`` takes the raw table.
         grid: one row per grid candidate: n_estimators, max_depth, min_samples_split, mean_auc, sd_auc (over the
             CV folds), rank.
         best_params: the chosen ExtraTrees parameters; cv_auc: their mean CV AUC on the training folds.
-        predictions: patient_id, split, er, prob, prob_oof. ``prob``: the final pipeline's probability (apparent
-            for training patients). ``prob_oof``: out-of-sample for everyone: out-of-fold for training
-            patients, equal to ``prob`` for validation patients.
+        predictions: patient_id, split, er, prob, prob_oof (probabilities of ER, 0-1). ``prob``: the final
+            pipeline's probability; for training patients it is apparent (the model scoring the patients it was
+            fitted on: optimistic). ``prob_oof``: out-of-sample for everyone: for a training patient, the
+            pipeline fitted (selection, scaler, SMOTE, trees) without its CV fold; for a validation patient,
+            equal to ``prob``.
         cv_folds: the held-out training patients of each CV fold (grid search and out-of-fold predictions).
         smote_k_neighbors: SMOTE's k as used (None: SMOTE off). notes: reductions and fallbacks, for the book.
     """
@@ -75,6 +90,7 @@ class RecipeResult:
     name: str
     selection: SelectionResult
     features: list[str]
+    selection_stability: pd.DataFrame
     pipeline: Pipeline
     grid: pd.DataFrame
     best_params: dict
@@ -85,13 +101,19 @@ class RecipeResult:
     notes: list[str] = field(default_factory=list)
 
 
-def build_pipeline(features: list[str], cfg: ModelConfig, k_neighbors: int | None) -> Pipeline:
-    """The unfitted recipe pipeline; ``k_neighbors=None`` leaves SMOTE out. Tables flow as DataFrames (ids kept)."""
-    select = ColumnTransformer([("selected", "passthrough", list(features))], remainder="drop",
-                               verbose_feature_names_out=False).set_output(transform="pandas")
+def build_pipeline(selection_cfg: SelectionConfig, cfg: ModelConfig, k_neighbors: int | None,
+                   steps: tuple[str, ...] = ALL_STEPS, memory=None) -> Pipeline:
+    """The unfitted recipe pipeline: FeatureSelector -> StandardScaler -> SMOTE -> ExtraTrees.
+
+    ``steps``: the selection steps after the z-score (``()`` for the clinical model); ``k_neighbors=None`` leaves
+    SMOTE out; ``memory``: a ``joblib.Memory`` caching the fitted steps before the trees (None: no cache). Tables
+    flow as DataFrames (patient ids and feature names kept).
+    """
     sampler = SMOTE(k_neighbors=k_neighbors, random_state=cfg.seed) if k_neighbors else "passthrough"
-    return Pipeline([("select", select), ("scale", StandardScaler().set_output(transform="pandas")),
-                     ("smote", sampler), ("model", ExtraTreesClassifier(random_state=cfg.seed, n_jobs=1))])
+    return Pipeline([("select", FeatureSelector(selection_cfg, tuple(steps))),
+                     ("scale", StandardScaler().set_output(transform="pandas")),
+                     ("smote", sampler), ("model", ExtraTreesClassifier(random_state=cfg.seed, n_jobs=1))],
+                    memory=memory)
 
 
 def param_grid(cfg: ModelConfig) -> dict[str, list]:
@@ -171,10 +193,21 @@ def _grid_table(search: GridSearchCV) -> pd.DataFrame:
                          "rank": res["rank_test_score"]}).sort_values("rank", kind="stable").reset_index(drop=True)
 
 
+def _out_of_fold(pipeline: Pipeline, x_train: pd.DataFrame, y_train: pd.Series, folds,
+                 n_jobs: int) -> tuple[np.ndarray, list[Pipeline]]:
+    """Out-of-fold P(ER) of ``pipeline``'s configuration, refitted (every step) per fold; and the fold pipelines."""
+    cv = cross_validate(clone(pipeline), x_train, y_train, cv=folds, scoring="roc_auc", return_estimator=True,
+                        return_indices=True, n_jobs=n_jobs, error_score="raise")
+    oof = np.full(len(y_train), np.nan)
+    for estimator, test in zip(cv["estimator"], cv["indices"]["test"], strict=True):
+        oof[test] = estimator.predict_proba(x_train.iloc[test])[:, 1]
+    return oof, list(cv["estimator"])
+
+
 def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, params: Params, name: str,
-               run: RunFolder | None = None,
-               selection_steps: tuple[str, ...] = ("univariate", "correlation", "lasso")) -> RecipeResult:
-    """Select features and fit SMOTE + ExtraTrees on the training patients; predict every patient.
+               run: RunFolder | None = None, selection_steps: tuple[str, ...] = ALL_STEPS) -> RecipeResult:
+    """Select features and fit SMOTE + ExtraTrees on the training patients, every step inside each CV fold;
+    predict every patient.
 
     Args:
         features: one row per patient (index patient_id), numeric columns, no missing values.
@@ -186,38 +219,44 @@ def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, para
         selection_steps: the selection steps after the z-score (see ``selection.select_features``); the
             clinical model passes ``()`` because its variables were chosen by Table 2's tests.
 
-    Only training rows reach the selection, the scaler, SMOTE, the grid search and the final fit; validation
-    rows are only ever passed to ``predict_proba``.
+    Only training rows reach the selection, the scaler, SMOTE, the grid search and the final fit, and each CV fit
+    only its fold's training rows; validation rows are only ever passed to ``predict_proba``.
     """
     table = _aligned_inputs(features, labels, split)
     feature_names = [c for c in table.columns if c not in ("__er", "__split")]
     x_train, y_train = training_table(features, labels, split)
     counts = y_train.value_counts()
-    if len(counts) < 2 or counts.min() < 2:
-        raise RecipeError(f"{name}: need at least 2 training patients in each outcome group, have "
-                          f"{counts.to_dict()}")
+    if len(counts) < 2 or counts.min() < 3:
+        raise RecipeError(f"{name}: need at least 3 training patients in each outcome group (so that every CV "
+                          f"fold's selection is fitted on 2), have {counts.to_dict()}")
 
-    selection = select_features(x_train, y_train, params.selection, steps=selection_steps)
-    notes = list(selection.warnings)
+    notes: list[str] = []
     folds = _folds(y_train, params.model, notes)
     k = _smote_k(y_train, folds, params.model, notes)
-    pipeline = build_pipeline(selection.selected, params.model, k)
-    search = GridSearchCV(pipeline, param_grid(params.model), scoring="roc_auc", cv=folds,
-                          n_jobs=params.model.n_jobs, refit=True, error_score="raise")
-    search.fit(x_train, y_train)
-    best = search.best_estimator_
-    oof = cross_val_predict(clone(best), x_train, y_train, cv=folds, method="predict_proba",
-                            n_jobs=params.model.n_jobs)[:, 1]
+    with tempfile.TemporaryDirectory(prefix="hcc_recipe_") as cache:
+        pipeline = build_pipeline(params.selection, params.model, k, selection_steps,
+                                  memory=joblib.Memory(cache, verbose=0))
+        search = GridSearchCV(pipeline, param_grid(params.model), scoring="roc_auc", cv=folds,
+                              n_jobs=params.model.n_jobs, refit=True, error_score="raise")
+        search.fit(x_train, y_train)
+        oof, fold_pipelines = _out_of_fold(search.best_estimator_, x_train, y_train, folds, params.model.n_jobs)
+    best = search.best_estimator_.set_params(memory=None)
+    selection: SelectionResult = best.named_steps["select"].selection_
+    fold_selectors = [fold.named_steps["select"] for fold in fold_pipelines]
+    notes = (list(selection.warnings) + fold_notes([s.selection_.warnings for s in fold_selectors]) + notes)
+    stability = selection_stability(list(x_train.columns), [s.selected_ for s in fold_selectors],
+                                    selection.selected)
 
     prob = best.predict_proba(table[feature_names])[:, 1]
     predictions = pd.DataFrame({"patient_id": table.index, "split": table["__split"].to_numpy(),
                                 "er": table["__er"].to_numpy(), "prob": prob, "prob_oof": prob})
     predictions.loc[predictions["split"] == "train", "prob_oof"] = oof
     best_params = {key.removeprefix("model__"): value for key, value in search.best_params_.items()}
-    result = RecipeResult(name=name, selection=selection, features=selection.selected, pipeline=best,
-                          grid=_grid_table(search), best_params=best_params, cv_auc=float(search.best_score_),
-                          predictions=predictions, cv_folds=[x_train.index[test].tolist() for _, test in folds],
-                          smote_k_neighbors=k, notes=notes)
+    result = RecipeResult(name=name, selection=selection, features=selection.selected,
+                          selection_stability=stability, pipeline=best, grid=_grid_table(search),
+                          best_params=best_params, cv_auc=float(search.best_score_), predictions=predictions,
+                          cv_folds=[x_train.index[test].tolist() for _, test in folds], smote_k_neighbors=k,
+                          notes=notes)
     if run is not None:
         save_recipe(result, run)
     return result

@@ -3,9 +3,11 @@
 docs/method.md section 5, paper Supplementary Material 2A and Fig. S1: features of reader 1's mask, kept when their
 ICC(3,1) between the two readers is above ``radiomics.icc_threshold`` (``hcc_utils.radiomics``), then
 ``hcc_utils.modeling.fit_recipe`` exactly as for the DL-MIL model (z-score, t-test / Mann-Whitney U, Pearson
-filter, LassoCV, SMOTE + ExtraTrees; paper: 8 features selected). The ICC patients are training patients only
-under ``protocol: leak_free``, and a feature's availability is judged on training patients (a validation gap is
-filled with the training median, with a note), so no validation patient influences which features are kept.
+filter, LassoCV, SMOTE + ExtraTrees, the selection refitted in every CV fold; paper: 8 features selected). The
+funnel and the selected features are the final fit's (all training patients). The ICC patients are training
+patients only under ``protocol: leak_free``, and a feature's availability is judged on training patients (a
+validation gap is filled with the training median, with a note), so no validation patient influences which
+features are kept; the ICC filter itself is applied once, before the recipe, not per fold.
 
 Example::
 

@@ -1,7 +1,8 @@
 """Feature selection shared by the DL-MIL, Radiomics and Clinical models (docs/method.md section 5; paper Fig. 4a-c).
 
-Four steps, each fitted on the training patients only (the caller passes training rows only; see
-``modeling.fit_recipe``), each returning a table of what survived and why, so a notebook can show the funnel:
+Four steps, each fitted on the rows passed in only: all training patients for the final model, or one CV fold's
+training rows (``fold_selection.FeatureSelector``, the first step of ``modeling.fit_recipe``'s pipeline, is refitted
+in every fold). Each step returns a table of what survived and why, so a notebook can show the funnel:
 
 1. **z-score**: ``StandardScaler`` with the training means and SDs. A feature that is constant on the training
    patients carries no information and is dropped here (with the reason).

@@ -138,25 +138,33 @@ def test_out_of_fold_option_changes_training_rows_only(run):
         stats.auc_ci(train["er"], train["prob_oof"])[0])
 
 
-def test_youden_threshold_is_fitted_on_training_rows_only(tmp_path):
+def test_youden_threshold_is_fitted_on_out_of_fold_training_rows_only(tmp_path):
     evaluation = make_params(threshold="youden").evaluation
     frames = make_predictions()
     run_a, run_b = RunFolder(tmp_path / "a"), RunFolder(tmp_path / "b")
     write(run_a, frames)
     shuffled = {m: f.copy() for m, f in frames.items()}
-    for f in shuffled.values():  # validation scores scrambled: a leak would move the cut-offs
-        val = f["split"] == "validation"
-        f.loc[val, "prob"] = np.random.default_rng(1).permutation(f.loc[val, "prob"].to_numpy())
+    rng = np.random.default_rng(1)
+    for f in shuffled.values():  # validation scores and apparent training scores scrambled: neither may move it
+        f["prob"] = rng.permutation(f["prob"].to_numpy())
     write(run_b, shuffled)
     cut_a = comparison.thresholds_for(comparison.load_predictions(run_a), evaluation)
     assert cut_a == comparison.thresholds_for(comparison.load_predictions(run_b), evaluation)
+    apparent_rows = comparison.load_predictions(run_a, "apparent")
+    assert cut_a == comparison.thresholds_for(apparent_rows, evaluation)  # whatever train_predictions says
     train = frames["DL-MIL"][frames["DL-MIL"]["split"] == "train"]
-    assert cut_a["DL-MIL"] == stats.youden_threshold(train["er"], train["prob"])
+    assert cut_a["DL-MIL"] == stats.youden_threshold(train["er"], train["prob_oof"])
+    assert cut_a["DL-MIL"] != stats.youden_threshold(train["er"], train["prob"])
+    assert comparison.threshold_table(apparent_rows, evaluation)["chosen"].str.contains("out-of-fold").all()
     table = comparison.table4(comparison.load_predictions(run_a), evaluation)
     val = frames["DL-MIL"][frames["DL-MIL"]["split"] == "validation"]
     row = table[(table["dataset"] == "validation") & (table["model"] == "DL-MIL")].iloc[0]
     expected = stats.classification_metrics(val["er"], val["prob"], cut_a["DL-MIL"])
     assert row["sensitivity"] == expected["sensitivity"]
+    frames["Radiomics"].loc[3, "prob_oof"] = np.nan  # a training row: Youden cannot be chosen
+    write(run_a, frames)
+    with pytest.raises(ValueError, match=r"radiomics_patients\.csv \(Radiomics\).*prob_oof.*P003"):
+        comparison.thresholds_for(comparison.load_predictions(run_a), evaluation)
 
 
 def test_delong_table_format_pairs_and_values(run):

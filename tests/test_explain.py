@@ -21,7 +21,8 @@ from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from hcc_utils import artifacts, explain
+from hcc_utils import artifacts, explain, modeling
+from hcc_utils.config import params_from_dict
 from hcc_utils.plots import shap as shap_plots
 from hcc_utils.run_folder import RunFolder
 
@@ -93,6 +94,29 @@ def test_features_are_explained_as_the_trees_see_them(fitted, result):
     inputs = explain.model_input(pipeline, features)
     assert len(inputs) == len(features), "SMOTE must not resample at explanation time"
     assert list(inputs.index) == list(features.index)
+
+
+def test_the_recipe_pipeline_with_selection_inside_is_explained_on_what_its_trees_see():
+    """fit_recipe's pipeline (FeatureSelector -> StandardScaler -> SMOTE -> ExtraTrees): the trees see the
+    selected columns, z-scored with the training statistics; SHAP adds up to P(ER)."""
+    features, predictions = _cohort()
+    ids = predictions.set_index("patient_id")
+    params = params_from_dict({"cohort": {"manifest": "/nowhere/cohort.csv"},
+                               "model": {"n_estimators": [25], "max_depth": [None], "min_samples_split": [2],
+                                         "cv_folds": 3},
+                               "selection": {"lasso_n_alphas": 20, "lasso_folds": 5}})
+    recipe = modeling.fit_recipe(features, ids["er"], ids["split"], params, "DL-MIL")
+    pipeline = recipe.pipeline
+    inputs = explain.model_input(pipeline, features)  # names from the steps' get_feature_names_out
+    assert list(inputs.columns) == recipe.features == pipeline.named_steps["select"].selected_
+    assert "BoW_09" in recipe.features and len(recipe.features) < features.shape[1]  # an outcome feature
+    scaler = pipeline.named_steps["scale"]
+    np.testing.assert_allclose(inputs.to_numpy(), (features[recipe.features].to_numpy() - scaler.mean_)
+                               / scaler.scale_)
+    result = explain.explain_model(pipeline, features, recipe.features)
+    assert result.additivity_gap() < 1e-6
+    np.testing.assert_allclose(result.probability, recipe.predictions.set_index("patient_id").loc[
+        result.patient_ids, "prob"], atol=1e-12)
 
 
 def test_nameless_selector_takes_names_from_the_selected_list(fitted):
