@@ -62,6 +62,16 @@ def place(patient_id: str | None, file: str | Path | None, kind: str = "file") -
     return ", ".join(where)
 
 
+def file_state(path: str | Path) -> list:
+    """A file's identity for the caches' keys: its path, size (bytes) and modification time (ns); None when absent.
+
+    The stack cache (chapter 02) and the intake's check cache (chapter 01) key on it, so an edited file is read again.
+    """
+    path = Path(str(path)) if path else None
+    stat = path.stat() if path is not None and path.exists() else None
+    return [str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
+
+
 def check_exists(path: Path, patient_id: str | None, role: str) -> None:
     """The file or folder exists and is not empty."""
     if not path.exists():

@@ -35,6 +35,7 @@ import pandas as pd
 from hcc_utils import artifacts
 from hcc_utils.cohort import SPLITS, CohortError, manifest_path, split_patients
 from hcc_utils.config import Params
+from hcc_utils.inputs_check import file_state
 from hcc_utils.manifest_check import format_problems, read_manifest
 from hcc_utils.patient_check import Finding, PatientCheck, check_patient, mark_duplicates
 from hcc_utils.run_folder import RunFolder
@@ -66,14 +67,8 @@ def _finding_rows(patient_id: str, stage: str, findings) -> list[dict]:
              "message": f.message} for f in findings]
 
 
-def _file_state(path) -> list:
-    path = Path(str(path))
-    stat = path.stat() if path.exists() else None
-    return [str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
-
-
 def _check_key(row: dict, params: Params) -> str:
-    payload = {"v": CHECK_VERSION, "image": _file_state(row["image"]), "mask": _file_state(row["mask"]),
+    payload = {"v": CHECK_VERSION, "image": file_state(row["image"]), "mask": file_state(row["mask"]),
                "preprocess": params.preprocess.model_dump(mode="json"),
                "slices": params.slices.model_dump(mode="json", exclude={"n_jobs"})}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]

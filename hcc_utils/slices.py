@@ -28,7 +28,7 @@ import numpy as np
 
 from hcc_utils import artifacts
 from hcc_utils.config import Params, PreprocessConfig, SlicesConfig
-from hcc_utils.inputs_check import PatientInputError, place
+from hcc_utils.inputs_check import PatientInputError, file_state, place
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,15 +54,10 @@ class SliceDataset:
     masks: np.ndarray | None = None
 
 
-def _file_state(path: str) -> list:
-    stat = Path(path).stat() if path and Path(path).exists() else None
-    return [str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None]
-
-
 def _cache_key(image: str, mask: str, pre: PreprocessConfig, cfg: SlicesConfig) -> str:
     payload = {"version": STACK_VERSION, "preprocess": pre.model_dump(mode="json"),
                "slices": cfg.model_dump(mode="json", exclude=_NOT_IN_STACK),
-               "image": _file_state(image), "mask": _file_state(mask)}
+               "image": file_state(image), "mask": file_state(mask)}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
