@@ -94,6 +94,7 @@ CROSS_FIT_PREDICTION_COLUMNS = ("patient_id", "offset", "split", "architecture",
 CROSS_FIT_TABLE_COLUMNS = ("fold", "architecture", "trained_on", "held_out", "held_out_er", "held_out_ner",
                            "epochs", "held_out_auc", "main_auc", "seconds")
 _MIL_BINS = tuple(f"{i:02d}" for i in range(11)) + ("0", "1")
+HELD_OUT_PREDICTION_COLUMNS = ("patient_id", "offset", "architecture", "prob", "er", "fold")
 MIL_FEATURE_COLUMNS = tuple(f"{family}_{b}" for family in ("PLH", "BoW") for b in _MIL_BINS)
 """PLH_00..PLH_10, PLH_0, PLH_1, BoW_00..BoW_10, BoW_0, BoW_1 (docs/method.md section 4)"""
 
@@ -173,6 +174,39 @@ DELONG = Artifact("tables/delong.csv", "06_comparison", "DeLong's test for each 
                   ("dataset", "model_a", "model_b", "auc_a", "auc_b", "z", "p"))
 TABLE5 = Artifact("tables/table5_pathology.csv", "08_pathology", "Table 5: MIL features vs pathology",
                   ("feature", "indicator", "r", "r_low", "r_high", "p"))
+
+# notebook 09 (robustness): held-out CNN folds over the whole cohort, repeated splits, permutations, sites
+HELD_OUT_PREDICTIONS = Artifact("predictions/held_out_slices_{folding}.csv", "09_robustness",
+                                "every slice's probability from the network of its patient's fold",
+                                HELD_OUT_PREDICTION_COLUMNS)
+HELD_OUT_FOLDS = Artifact("models/held_out_folds_{folding}.csv", "09_robustness",
+                          "each patient's fold: held out by that fold's network, trained on by the others'",
+                          ("patient_id", "er", "fold", "group"))
+HELD_OUT_TABLE = Artifact("tables/held_out_cnn_{folding}.csv", "09_robustness",
+                          "per held-out fold: patients, held-out slice AUC, seconds",
+                          ("fold", "group", "trained_on", "held_out", "held_out_slice_auc"))
+HELD_OUT_META = Artifact("cache/robustness/cnn/{folding}_fold{fold}.json", "09_robustness",
+                         "a held-out network's cache key and time")
+HELD_OUT_CACHED_PROBS = Artifact("cache/robustness/cnn/{folding}_fold{fold}.npz", "09_robustness",
+                                 "a held-out network's slice probabilities")
+ROBUSTNESS_REPEATS = Artifact("tables/robustness_repeats.csv", "09_robustness",
+                              "validation AUC of each model on each repeated split (repeat 0: the run's split)",
+                              ("repeat", "model", "n_train", "n_validation", "validation_er", "auc"))
+ROBUSTNESS_REPEATS_SUMMARY = Artifact("tables/robustness_repeats_summary.csv", "09_robustness",
+                                      "per model: median and 2.5-97.5 percentiles over the repeats; where the "
+                                      "run's Table 4 value falls", ("model", "repeats", "median", "low", "high"))
+ROBUSTNESS_DIFFERENCES = Artifact("tables/robustness_differences.csv", "09_robustness",
+                                  "paired DL-MIL minus comparator AUC over the repeats",
+                                  ("comparison", "repeats", "median", "low", "high", "share_dl_mil_wins"))
+ROBUSTNESS_PERMUTATION = Artifact("tables/robustness_permutation.csv", "09_robustness",
+                                  "per model: observed validation AUC, its permutation null and p-value",
+                                  ("model", "permutations", "observed_auc", "null_mean", "null_sd", "p_value"))
+ROBUSTNESS_NULL = Artifact("tables/robustness_permutation_null.csv", "09_robustness",
+                           "validation AUC of each model for each training-label permutation",
+                           ("permutation", "model", "auc"))
+ROBUSTNESS_SITES = Artifact("tables/robustness_scanners.csv", "09_robustness",
+                            "per held-out scanner (or centre) and model: n, ER rate, AUC with DeLong CI",
+                            ("site", "model", "n", "n_er", "er_rate", "auc", "auc_low", "auc_high", "note"))
 
 CHECK_REPORT = "check-{name}.csv"
 """``python -m hcc_utils check``'s findings, written in the working folder (there is no run folder yet)."""

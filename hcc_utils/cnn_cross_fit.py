@@ -130,22 +130,43 @@ def _load_fold(run: RunFolder, architecture: str, fold: int, key: str) -> tuple[
     return meta, artifacts.read_table(run, artifacts.CROSS_FIT_CACHED_SLICES, {"split": str}, **names)
 
 
+def fold_network_probabilities(architecture: str, data: SliceTensors, fit_rows: np.ndarray, held_out: np.ndarray,
+                               params: Params, epochs: int, desc: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """Train one network of ``architecture`` on the slice rows ``fit_rows`` and score the rows ``held_out``.
+
+    The main network's recipe and seed (``cnn.architecture_seed``: the same initial weights;
+    ``cnn_train.train_architecture``: the same parameters and input size), for the first ``epochs`` epochs of the
+    ``cnn.epochs`` cosine schedule, keeping the last: nothing is chosen on held-out rows. Shared by the cross-fit
+    (this module) and notebook 09's held-out folds over the whole cohort (``hcc_utils.robustness_cnn``).
+
+    Returns:
+        The eval-mode ER probability of each ``held_out`` row (0-1) and the training history.
+
+    Raises:
+        RuntimeError: training diverged (non-finite probabilities).
+    """
+    cfg = params.cnn
+    seed = cnn.architecture_seed(params.seed, architecture)
+    torch.manual_seed(seed)
+    model = cnn.build_model(architecture, cfg.weights.get(architecture), cfg.zero_init_residual)
+    model = model.to(data.images.device)
+    trained = train_architecture(model, architecture, data, fit_rows, np.array([], dtype=np.int64), cfg, seed,
+                                 desc=desc, stop_after=epochs)
+    prob = predict_probabilities(model, data, held_out, cfg.size_of(architecture), cfg)
+    if not np.isfinite(prob).all():
+        raise RuntimeError(f"{desc}: training diverged (non-finite probabilities); lower cnn.lr, or raise "
+                           "cnn.batch_size or the input size")
+    return prob, trained.history
+
+
 def _train_fold(architecture: str, fold: int, data: SliceTensors, slices: pd.DataFrame, fold_of: np.ndarray,
                 params: Params, run: RunFolder, key: str, epochs: int) -> tuple[dict, pd.DataFrame]:
     """Train fold ``fold``'s network on the other folds' slices and score its own (module docstring)."""
     cfg, name = params.cnn, cnn.ARCHITECTURE_NAMES[architecture]
     fit_rows, held_out = np.flatnonzero((fold_of > 0) & (fold_of != fold)), np.flatnonzero(fold_of == fold)
     start = time.perf_counter()
-    seed = cnn.architecture_seed(params.seed, architecture)  # the main network's seed: the same initial weights
-    torch.manual_seed(seed)
-    model = cnn.build_model(architecture, cfg.weights.get(architecture), cfg.zero_init_residual)
-    model = model.to(data.images.device)
-    trained = train_architecture(model, architecture, data, fit_rows, np.array([], dtype=np.int64), cfg, seed,
-                                 desc=f"{name} fold {fold}", stop_after=epochs)
-    prob = predict_probabilities(model, data, held_out, cfg.size_of(architecture), cfg)
-    if not np.isfinite(prob).all():
-        raise RuntimeError(f"{name} cross-fit fold {fold}: training diverged (non-finite probabilities); lower "
-                           "cnn.lr, or raise cnn.batch_size or the input size")
+    prob, history = fold_network_probabilities(architecture, data, fit_rows, held_out, params, epochs,
+                                               f"{name} fold {fold}")
     predictions = slices.iloc[held_out].assign(architecture=name, prob=prob, fold=fold)[PREDICTION_COLUMNS]
     n_offsets = int(slices["patient_id"].value_counts().iloc[0])
     meta = {"architecture": architecture, "fold": fold, "cache_key": key, "epochs": epochs,
@@ -154,7 +175,7 @@ def _train_fold(architecture: str, fold: int, data: SliceTensors, slices: pd.Dat
             "seconds": time.perf_counter() - start}
     names = {"architecture": architecture, "fold": str(fold)}
     artifacts.write_table(run, artifacts.CROSS_FIT_CACHED_SLICES, predictions, **names)
-    trained.history.to_csv(artifacts.CROSS_FIT_CACHED_HISTORY.path(run, **names), index=False)
+    history.to_csv(artifacts.CROSS_FIT_CACHED_HISTORY.path(run, **names), index=False)
     artifacts.write_json(run, artifacts.CROSS_FIT_META, meta, **names)
     return meta, predictions
 
@@ -256,5 +277,5 @@ def load_cross_fit(run: RunFolder, params: Params) -> pd.DataFrame | None:
     return artifacts.read_cross_fit_predictions(run) if params.cross_fit_k else None
 
 
-__all__ = ["CrossFitError", "CrossFitIgnored", "CrossFitResult", "cross_fit_predictions", "fold_key", "fold_table",
-           "load_cross_fit", "status"]
+__all__ = ["CrossFitError", "CrossFitIgnored", "CrossFitResult", "cross_fit_predictions", "fold_key",
+           "fold_network_probabilities", "fold_table", "load_cross_fit", "status"]

@@ -11,7 +11,7 @@ wrong types and out-of-range values are errors that name the key, the value and 
 
 Sections map to stages: ``cohort`` (section 1 of docs/method.md, data), ``preprocess`` (1), ``slices`` (2), ``cnn``
 (3), ``mil`` (4), ``selection`` and ``model`` (5), ``radiomics`` and ``clinical`` (5), ``evaluation`` (6),
-``explain`` and ``pathology`` (6).
+``explain`` and ``pathology`` (6), ``robustness`` (10).
 
 One path rule (``ParamsPath``): a relative path in a params file (``cohort.manifest``, ``radiomics.settings``,
 ``cnn.weights.<architecture>``) is relative to that file's folder, whatever the working directory. Loaded
@@ -41,6 +41,7 @@ from hcc_utils.config_sections import (  # noqa: F401  (re-exported: import the 
     PreprocessConfig,
     Protocol,
     RadiomicsConfig,
+    RobustnessConfig,
     SelectionConfig,
     SlicesConfig,
     _Section,
@@ -69,6 +70,7 @@ class Params(_Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     pathology: PathologyConfig = Field(default_factory=PathologyConfig)
+    robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
 
     source: Path | None = Field(None, exclude=True, description="the file these were read from")
 

@@ -348,3 +348,41 @@ class PathologyConfig(_Section):
 
     patients: Literal["all", "train", "validation"] = Field("all", description="paper: all patients (n = 191)")
     ci_level: float = Field(0.95, gt=0.5, lt=1, description="Fisher-z confidence level of Pearson r")
+
+
+class FixedTrees(_Section):
+    """The ExtraTrees parameters of ``robustness.tuning: fixed``: set before any data is seen (the centre of the
+    paper's grid), so that no patient's label chooses them."""
+
+    n_estimators: int = Field(100, ge=1, le=5000)
+    max_depth: int | None = Field(3, ge=1)
+    min_samples_split: int = Field(2, ge=2)
+
+
+class RobustnessConfig(_Section):
+    """Notebook 09: held-out CNN probabilities, repeated splits, permutation test, optimism audit and validation
+    across scanners (hcc_utils.robustness_cnn, robustness, optimism; docs/method.md section 10)."""
+
+    cnn_folds: int = Field(5, ge=2, le=50, description="K patient-level folds over the whole cohort (stratified "
+                           "by ER, seeded by robustness.seed): every patient's slices are scored by the network "
+                           "trained on the other folds (the chosen architecture, notebook 03's chosen epoch count)")
+    cnn_fold_column: str | None = Field(None, description="a cohort column (e.g. scanner, centre) whose values are "
+                                        "the folds instead of the K stratified ones")
+    site_column: str | None = Field("scanner", description="the column whose values are held out in turn in the "
+                                    "internal-external validation (scanner, or a centre column of your manifest); "
+                                    "null: skip it")
+    min_site_patients: int = Field(10, ge=2, description="a held-out site with fewer patients, or with one "
+                                   "outcome only, is reported as such and not scored")
+    repeats: int = Field(20, ge=0, le=100_000, description="new stratified splits (cohort.validation_fraction), "
+                                                           "the patient-level chain refitted on each")
+    permutations: int = Field(100, ge=0, le=1_000_000, description="training-label permutations of the main "
+                              "split; the permutation p-value is (1 + #null >= observed) / (P + 1)")
+    tuning: Literal["fixed", "grid"] = Field("fixed", description="ExtraTrees parameters in every refit: the "
+                                             "a-priori robustness.trees (fixed, fast) or notebook 05's grid "
+                                             "search rerun on each split's training patients (grid)")
+    trees: FixedTrees = Field(default_factory=FixedTrees)
+    retrain_cnn: bool = Field(False, description="repeated splits retrain the CNN on each split's training "
+                              "patients (a GPU option) instead of using the held-out probabilities")
+    optimism: bool = Field(True, description="the optimism audit (hcc_utils.optimism)")
+    n_jobs: int = Field(2, ge=1, le=256, description="processes for the repeats, permutations and sites")
+    seed: int = Field(0, ge=0, description="seeds the CNN folds, the repeated splits and the permutations")

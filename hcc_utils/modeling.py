@@ -262,6 +262,26 @@ def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, para
     return result
 
 
+def fit_fixed(features: pd.DataFrame, labels: pd.Series, split: pd.Series, params: Params, trees: dict,
+              selection_steps: tuple[str, ...] = ALL_STEPS) -> pd.Series:
+    """The recipe with ExtraTrees parameters given beforehand (``trees``: n_estimators, max_depth,
+    min_samples_split): the selection, scaler, SMOTE and trees fitted once on the training patients, no grid
+    search (notebook 09's refits, ``robustness.tuning: fixed``). SMOTE's k as ``fit_recipe``'s for the whole
+    training set. Returns P(ER) of the validation patients (index patient_id).
+    """
+    table = _aligned_inputs(features, labels, split)
+    x_train, y_train = training_table(features, labels, split)
+    counts = y_train.value_counts()
+    if len(counts) < 2 or counts.min() < 2:
+        raise RecipeError(f"need at least 2 training patients in each outcome group, have {counts.to_dict()}")
+    k = _smote_k(y_train, [], params.model, [])
+    pipeline = build_pipeline(params.selection, params.model, k, selection_steps)
+    pipeline.set_params(**{f"model__{name}": value for name, value in trees.items()})
+    pipeline.fit(x_train, y_train)
+    validation = table[table["__split"] == "validation"].drop(columns=["__er", "__split"])
+    return pd.Series(pipeline.predict_proba(validation)[:, 1], index=validation.index, name="prob")
+
+
 def save_recipe(result: RecipeResult, run: RunFolder) -> None:
     """Write the fitted pipeline, its summary (selected features, best parameters, notes), the predictions and
     the selection and grid tables (``hcc_utils.artifacts``: PIPELINE, MODEL_SUMMARY, PATIENT_PREDICTIONS,
