@@ -46,7 +46,7 @@ def optimism_figure(table: pd.DataFrame):
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("DL-MIL validation AUC (DeLong CI)")
     ax.set_title("How much each shortcut adds to the leak-free validation AUC")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
 
