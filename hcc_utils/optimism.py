@@ -181,9 +181,9 @@ def optimism_audit(params: Params, run: RunFolder) -> OptimismAudit:
 
 
 def variant_inputs(params: Params, run: RunFolder, notes: list[str] | None = None) -> dict[str, tuple]:
-    """Per variant but ``leak_free``'s refit: (slice probabilities for ``mil.mil_features``, idf_on, architecture,
-    epoch); ``"leak_free"`` too, as notebook 04 made it (for checks). Validation-chosen variants are left out, with a
-    note, when the run's CNN cache predates the watch."""
+    """Per variant: (slice probabilities for ``mil.mil_features``, idf_on, CNN architecture, epoch). ``leak_free``'s
+    are notebook 04's inputs (the audit reads its AUC from the run; they are here for checks). The
+    validation-chosen variants are left out, with a note, when the run's CNN cache predates the watch."""
     notes = [] if notes is None else notes
     choice = artifacts.read_cnn_choice(run)
     chosen = choice["architecture"]
