@@ -16,15 +16,18 @@ The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)
     tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv,
                  cnn_cross_fit.csv (03), mil_features.csv (04), <slug>_selection.csv, <slug>_grid.csv,
                  radiomics_icc.csv, table2_baseline.csv (05), table4_models.csv, delong.csv (06),
-                 table5_pathology.csv (08), and NAME.csv a notebook shows
+                 table5_pathology.csv (08), robustness_optimism.csv, robustness_fit.csv (09), and NAME.csv a
+                 notebook shows
     figures/     NAME.png
     models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv,
                  cnn_cross_fit_folds.csv (03), <slug>.joblib, <slug>_features.json (05)
     predictions/ slice_predictions.csv, slice_predictions_cross_fit.csv (03), <slug>_patients.csv (05)
     cache/       checks/<patient>.json (01); stacks/<patient>.npz, .json and slices/dataset.npz, dataset.json,
                  patients.csv, stack_info.csv (02); cnn/<architecture>_slices.csv, _history.csv,
+                 _validation_chosen.pt, _validation_chosen_train_pass.csv (leak_free, the optimism audit's),
                  cnn/cross_fit/<architecture>_fold<k>.json, _slices.csv, _history.csv (03);
-                 radiomics/<patient>_<reader>.json (05)
+                 radiomics/<patient>_<reader>.json (05);
+                 robustness/<architecture>_<key>_validation_chosen_slices.csv (09)
     notebooks/   the executed notebooks;  book/  the rendered report
 
 Model slugs come from :mod:`hcc_utils.model_registry`. This module imports no other module of the package.
@@ -154,6 +157,14 @@ CROSS_FIT_CACHED_SLICES = Artifact("cache/cnn/cross_fit/{architecture}_fold{fold
 CROSS_FIT_CACHED_HISTORY = Artifact("cache/cnn/cross_fit/{architecture}_fold{fold}_history.csv", "03_cnn_training",
                                     "a cross-fit network's training history")
 
+VALIDATION_CHOSEN_TRAIN_PASS_COLUMNS = ("patient_id", "offset", "train_pass_prob")
+CNN_VALIDATION_CHOSEN_STATE = Artifact("cache/cnn/{architecture}_validation_chosen.pt", "03_cnn_training",
+                                       "under leak_free, the weights of the epoch the validation slices would have "
+                                       "chosen (the optimism audit only)")
+CNN_VALIDATION_CHOSEN_TRAIN_PASS = Artifact("cache/cnn/{architecture}_validation_chosen_train_pass.csv",
+                                            "03_cnn_training", "that epoch's training-pass probability per slice",
+                                            VALIDATION_CHOSEN_TRAIN_PASS_COLUMNS)
+
 MIL_FEATURES = Artifact("tables/mil_features.csv", "04_mil_features", "the 26 PLH and BoW features per patient",
                         ("patient_id", *MIL_FEATURE_COLUMNS))
 
@@ -207,6 +218,25 @@ ROBUSTNESS_NULL = Artifact("tables/robustness_permutation_null.csv", "09_robustn
 ROBUSTNESS_SITES = Artifact("tables/robustness_scanners.csv", "09_robustness",
                             "per held-out scanner (or centre) and model: n, ER rate, AUC with DeLong CI",
                             ("site", "model", "n", "n_er", "er_rate", "auc", "auc_low", "auc_high", "note"))
+# notebook 09 (optimism audit)
+ROBUSTNESS_OPTIMISM_COLUMNS = ("variant", "description", "architecture", "epoch", "auc", "auc_low", "auc_high",
+                               "optimism")
+"""One row per variant: what it changes, the CNN architecture and epoch whose slice probabilities it uses, the DL-MIL
+validation AUC with its DeLong CI (fractions), and ``optimism`` = auc - the leak_free row's auc."""
+ROBUSTNESS_FIT_COLUMNS = ("model", "apparent_auc", "apparent_low", "apparent_high", "out_of_fold_auc",
+                          "out_of_fold_low", "out_of_fold_high", "validation_auc", "validation_low",
+                          "validation_high")
+"""Per model: training AUC apparent (``prob``) and out-of-fold (``prob_oof``), validation AUC, each with its CI."""
+VALIDATION_CHOSEN_SLICE_COLUMNS = ("patient_id", "offset", "prob")
+ROBUSTNESS_OPTIMISM = Artifact("tables/robustness_optimism.csv", "09_robustness",
+                               "the DL-MIL validation AUC each onekey_compat shortcut would have reported",
+                               ROBUSTNESS_OPTIMISM_COLUMNS)
+ROBUSTNESS_FIT = Artifact("tables/robustness_fit.csv", "09_robustness",
+                          "each model's apparent, out-of-fold and validation AUC", ROBUSTNESS_FIT_COLUMNS)
+ROBUSTNESS_VALIDATION_CHOSEN_SLICES = Artifact("cache/robustness/{architecture}_{key}_validation_chosen_slices.csv",
+                                               "09_robustness", "the validation-chosen checkpoint's eval-mode "
+                                               "probability of every slice (keyed by the checkpoint's cache key)",
+                                               VALIDATION_CHOSEN_SLICE_COLUMNS)
 
 CHECK_REPORT = "check-{name}.csv"
 """``python -m hcc_utils check``'s findings, written in the working folder (there is no run folder yet)."""

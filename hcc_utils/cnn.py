@@ -23,9 +23,11 @@ downloaded). Outputs in the run folder::
     tables/cnn_history.csv              architecture, epoch, loss, train_auc, selection_auc, lr, seconds, img/s
 
 A rerun with the same CNN parameters, protocol, seed and slice dataset reuses the saved checkpoints and
-predictions (``cache/cnn/``) instead of retraining. Who trains which network (the inner split, the cross-fit
-folds) is :mod:`hcc_utils.cnn_roles`'s; the cross-fit of the downstream architecture (``cnn.cross_fit_folds``),
-which runs after this stage, is :mod:`hcc_utils.cnn_cross_fit`'s.
+predictions (``cache/cnn/``, :mod:`hcc_utils.cnn_cache`) instead of retraining. Under ``leak_free`` training also
+watches the validation slices' AUC per epoch, for the optimism audit only (:mod:`hcc_utils.optimism`): the epoch
+they would have chosen is cached beside the checkpoint, and chooses nothing here. Who trains which network (the
+inner split, the cross-fit folds) is :mod:`hcc_utils.cnn_roles`'s; the cross-fit of the downstream architecture
+(``cnn.cross_fit_folds``), which runs after this stage, is :mod:`hcc_utils.cnn_cross_fit`'s.
 
 Example::
 
@@ -36,8 +38,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +49,7 @@ import torch
 import torchvision
 
 from hcc_utils import artifacts
+from hcc_utils.cnn_cache import CACHE_VERSION, checkpoint_key, dataset_hash, load_cached, save_checkpoint
 from hcc_utils.cnn_roles import CrossFitError, InnerSplitWarning, cross_fit_folds, patient_roles
 from hcc_utils.cnn_train import SliceTensors, predict_probabilities, torch_settings, train_architecture
 from hcc_utils.config import CNN_ARCHITECTURES, CNNConfig, Params
@@ -59,7 +60,6 @@ ARCHITECTURE_NAMES = {"resnet18": "ResNet18", "resnet101": "ResNet101", "densene
 HEAD_PREFIX = {"resnet18": "fc.", "resnet101": "fc.", "densenet121": "classifier."}
 PREDICTION_COLUMNS = list(artifacts.SLICE_PREDICTION_COLUMNS)
 TABLE3_COLUMNS = list(artifacts.TABLE3.columns)
-CACHE_VERSION = "2"  # bump when training or inference changes for the same parameters
 
 
 class SliceDatasetLike(Protocol):
@@ -175,59 +175,18 @@ def slice_table(patients: pd.DataFrame, offsets: list[int]) -> pd.DataFrame:
                          "er": np.repeat(patients["er"].astype(int).to_numpy(), n_offsets)})
 
 
-def dataset_hash(images: np.ndarray, patients: pd.DataFrame, offsets: list[int]) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(images).data)
-    digest.update(patients[["patient_id", "er", "split"]].to_csv(index=False).encode())
-    digest.update(json.dumps(offsets).encode())
-    return digest.hexdigest()
-
-
-def checkpoint_key(architecture: str, params: Params, data_hash: str) -> str:
-    """Everything that changes this architecture's checkpoint: its training parameters, weights file, the
-    protocol, seed and slice dataset (not threads, progress bars or the device)."""
-    cfg = params.cnn.model_dump(mode="json", exclude={"architectures", "epochs", "input_size", "weights",
-                                                      "num_threads", "progress", "device",
-                                                      "downstream_architecture", "eval_batch_size",
-                                                      "cross_fit_folds"})
-    weights = params.cnn.weights.get(architecture)
-    weights_id = None
-    if weights is not None and Path(weights).is_file():
-        weights_id = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
-    payload = {"v": CACHE_VERSION, "arch": architecture, "cfg": cfg, "epochs": params.cnn.epochs[architecture],
-               "size": params.cnn.size_of(architecture), "weights": weights_id, "protocol": params.protocol,
-               "seed": params.seed, "inner": params.cnn.inner_validation_fraction, "data": data_hash}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _cache_files(run: RunFolder, architecture: str) -> dict[str, Path]:
-    return {"meta": artifacts.CNN_META.path(run, architecture=architecture),
-            "state": artifacts.CNN_STATE.path(run, architecture=architecture),
-            "slices": artifacts.CNN_CACHED_SLICES.path(run, architecture=architecture),
-            "history": artifacts.CNN_CACHED_HISTORY.path(run, architecture=architecture)}
-
-
-def _load_cached(run: RunFolder, architecture: str, key: str) -> tuple[dict, pd.DataFrame, pd.DataFrame] | None:
-    files = _cache_files(run, architecture)
-    if not all(p.is_file() for p in files.values()):
-        return None
-    meta = json.loads(files["meta"].read_text())
-    if meta.get("cache_key") != key:
-        return None
-    slices = artifacts.read_table(run, artifacts.CNN_CACHED_SLICES, {"split": str}, architecture=architecture)
-    return meta, slices, pd.read_csv(files["history"])
-
-
 def _train_one(architecture: str, data: SliceTensors, slices: pd.DataFrame, roles: pd.Series, params: Params,
                run: RunFolder, key: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     cfg = params.cnn
     role = slices["patient_id"].map(roles).to_numpy()
     fit_rows = np.flatnonzero(np.isin(role, ["inner_train", "train"]))
     select_rows = np.flatnonzero(role == ("inner_validation" if params.protocol == "leak_free" else "validation"))
+    watch_rows = np.flatnonzero(role == "validation") if params.protocol == "leak_free" else None  # the audit's
     seed = architecture_seed(params.seed, architecture)
     torch.manual_seed(seed)
     model = build_model(architecture, cfg.weights.get(architecture), cfg.zero_init_residual).to(data.images.device)
     trained = train_architecture(model, architecture, data, fit_rows, select_rows, cfg, seed,
-                                 desc=ARCHITECTURE_NAMES[architecture])
+                                 desc=ARCHITECTURE_NAMES[architecture], watch_rows=watch_rows)
     prob = predict_probabilities(model, data, np.arange(len(slices)), cfg.size_of(architecture), cfg)
     if not np.isfinite(prob).all():
         raise RuntimeError(f"{ARCHITECTURE_NAMES[architecture]}: training diverged (non-finite probabilities); "
@@ -239,11 +198,7 @@ def _train_one(architecture: str, data: SliceTensors, slices: pd.DataFrame, role
             "selection_auc": trained.selection_auc, "epochs": cfg.epochs[architecture],
             "input_size": cfg.size_of(architecture), "initialisation": Path(weights).name if weights else "random",
             "device": data.images.device.type, "seconds": float(trained.history["seconds"].sum())}
-    files = _cache_files(run, architecture)
-    torch.save(trained.state_dict, files["state"])
-    predictions.to_csv(files["slices"], index=False)
-    trained.history.to_csv(files["history"], index=False)
-    files["meta"].write_text(json.dumps(meta, indent=2))
+    meta = save_checkpoint(run, trained, meta, predictions, params.protocol)
     return meta, predictions, trained.history
 
 
@@ -349,7 +304,7 @@ def train_and_predict(dataset: SliceDatasetLike, params: Params, run: RunFolder)
     with torch_settings(cfg, device):
         for architecture in cfg.architectures:
             key = checkpoint_key(architecture, params, data_hash)
-            cached = _load_cached(run, architecture, key)
+            cached = load_cached(run, architecture, key, params.protocol)
             if cached is None:
                 if data is None:
                     data = SliceTensors.from_stacks(images, patients["er"].to_numpy(), device)
@@ -391,7 +346,7 @@ def load_trained_model(run: RunFolder, architecture: str, device: torch.device |
     return model.to(device).eval()
 
 
-__all__ = ["ARCHITECTURE_NAMES", "CNNResult", "CrossFitError", "InnerSplitWarning", "build_model", "check_dataset",
-           "checkpoint_key", "choice_table", "choose_architecture", "dataset_hash", "downstream_predictions",
-           "last_conv_block", "load_choice", "load_trained_model", "patient_roles", "resolve_device", "slice_table",
-           "slice_metrics_table", "train_and_predict", "training_plan"]
+__all__ = ["ARCHITECTURE_NAMES", "CACHE_VERSION", "CNNResult", "CrossFitError", "InnerSplitWarning", "build_model",
+           "check_dataset", "checkpoint_key", "choice_table", "choose_architecture", "dataset_hash",
+           "downstream_predictions", "last_conv_block", "load_choice", "load_trained_model", "patient_roles",
+           "resolve_device", "slice_table", "slice_metrics_table", "train_and_predict", "training_plan"]

@@ -30,7 +30,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -85,6 +85,15 @@ class TrainedCNN:
     """Per slice row of the data, the probability the chosen epoch's training pass gave it (augmented, train
     mode: what the original tooling logged); NaN for rows not in that pass (selection rows, other patients, the
     epoch's dropped last batch)."""
+    watch_auc_by_epoch: list[float] = field(default_factory=list)
+    """With ``watch_rows`` (the optimism audit, docs/method.md section 8): per epoch, the eval-mode slice AUC of the
+    watched rows (NaN where undefined); empty when nothing was watched."""
+    watch_best_epoch: int | None = None
+    """The epoch the watched rows would have chosen (same tie rule as the selection); None when not watching."""
+    watch_state_dict: dict[str, torch.Tensor] | None = None
+    """That epoch's weights (CPU state dict); None when not watching."""
+    watch_train_pass_prob: np.ndarray | None = None
+    """That epoch's training-pass probability per slice row (as ``train_pass_prob``); None when not watching."""
 
 
 def cpu_supports_bf16() -> bool:
@@ -230,6 +239,28 @@ def _epoch_plan(rows: np.ndarray, cfg: CNNConfig, side: int, generator: torch.Ge
     return order.to(device), boxes.to(device), flips.to(device), batches_per_epoch(n, cfg.batch_size)
 
 
+@dataclass
+class _Best:
+    """The best epoch so far by one slice AUC: ties and undefined AUCs keep the earlier epoch; when no epoch has a
+    defined AUC, the last one is kept."""
+
+    state: dict[str, torch.Tensor] | None = None
+    epoch: int = 0
+    score: float = -math.inf
+    train_pass_prob: np.ndarray | None = None
+
+    def offer(self, epoch: int, auc: float, model: torch.nn.Module, train_pass_prob: np.ndarray) -> None:
+        """Keep ``model``'s weights and the epoch's training-pass probabilities when ``auc`` improves."""
+        score = auc if not math.isnan(auc) else -math.inf
+        if self.state is None or score > self.score or (self.score == -math.inf and score == -math.inf):
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self.epoch, self.score, self.train_pass_prob = epoch, score, train_pass_prob
+
+    @property
+    def auc(self) -> float:
+        return self.score if self.score > -math.inf else float("nan")
+
+
 def sgd_step(forward, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
              device: torch.device, cfg: CNNConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimisation step (forward under autocast, cross-entropy, backward, step); returns (loss, logits).
@@ -247,7 +278,7 @@ def sgd_step(forward, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torc
 
 def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTensors, fit_rows: np.ndarray,
                        select_rows: np.ndarray, cfg: CNNConfig, seed: int, desc: str | None = None,
-                       stop_after: int | None = None) -> TrainedCNN:
+                       stop_after: int | None = None, watch_rows: np.ndarray | None = None) -> TrainedCNN:
     """Train ``model`` on the slices ``fit_rows``; keep the epoch with the best slice AUC on ``select_rows``.
 
     The selection rows are the inner-validation patients' slices under ``leak_free`` and the validation
@@ -258,6 +289,11 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
     ``stop_after`` (the cross-fit's networks, ``hcc_utils.cnn_cross_fit``): train only the first ``stop_after``
     epochs of the ``cnn.epochs`` schedule (the cosine still spans all of them, so the learning rate follows the
     full run's curve) and keep the last; give no ``select_rows`` then, so nothing is chosen on them.
+
+    ``watch_rows`` (the optimism audit, docs/method.md section 8; under ``leak_free`` the validation patients'
+    slices): after each epoch an eval-mode pass over them gives their slice AUC, and the epoch they would have
+    chosen (same tie rule) is kept in memory: its weights and training-pass probabilities (``TrainedCNN.watch_*``).
+    Watching chooses nothing: the checkpoint, history and probabilities are the same with and without it.
 
     Returns:
         The chosen checkpoint and a history with, per epoch: mean training loss, AUC of the training pass
@@ -278,8 +314,10 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total)
     select_labels = data.labels[torch.as_tensor(np.asarray(select_rows, dtype=np.int64), device=device)]
     select_labels = select_labels.cpu().numpy()
-    history, best_state, best_epoch, best_auc = [], None, 0, -math.inf
-    train_pass_prob = np.full(len(data.labels), np.nan)
+    history, best, watched, watch_aucs = [], _Best(), _Best(), []
+    if watch_rows is not None:
+        watch_labels = data.labels[torch.as_tensor(np.asarray(watch_rows, dtype=np.int64), device=device)]
+        watch_labels = watch_labels.cpu().numpy()
     if stop_after is not None and not 1 <= stop_after <= epochs:
         raise ValueError(f"stop_after = {stop_after}: must be an epoch of the {epochs}-epoch schedule")
     bar = tqdm(range(1, (stop_after or epochs) + 1), desc=desc or architecture, unit="epoch", disable=not cfg.progress,
@@ -314,14 +352,19 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
                         "train_auc": train_auc, "selection_auc": select_auc, "lr": lr, "seconds": seconds,
                         "images_per_s": seen / seconds if seconds > 0 else float("nan")})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", sel_auc=f"{select_auc:.3f}")
-        score = select_auc if not math.isnan(select_auc) else -math.inf
-        if best_state is None or score > best_auc or (best_auc == -math.inf and score == -math.inf):
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best_epoch, best_auc = epoch, score
-            train_pass_prob[:] = np.nan
-            train_pass_prob[seen_rows] = seen_prob
-    model.load_state_dict(best_state)
+        train_pass_prob = np.full(len(data.labels), np.nan)
+        train_pass_prob[seen_rows] = seen_prob
+        best.offer(epoch, select_auc, model, train_pass_prob)
+        if watch_rows is not None:
+            watch_aucs.append(safe_auc(watch_labels, predict_probabilities(model, data, watch_rows, size, cfg,
+                                                                           forward)))
+            watched.offer(epoch, watch_aucs[-1], model, train_pass_prob)
+    model.load_state_dict(best.state)
     model.eval()
-    return TrainedCNN(architecture=architecture, state_dict={k: v.cpu() for k, v in best_state.items()},
-                      best_epoch=best_epoch, selection_auc=best_auc if best_auc > -math.inf else float("nan"),
-                      history=pd.DataFrame(history, columns=HISTORY_COLUMNS), train_pass_prob=train_pass_prob)
+    watching = watch_rows is not None
+    return TrainedCNN(architecture=architecture, state_dict={k: v.cpu() for k, v in best.state.items()},
+                      best_epoch=best.epoch, selection_auc=best.auc,
+                      history=pd.DataFrame(history, columns=HISTORY_COLUMNS), train_pass_prob=best.train_pass_prob,
+                      watch_auc_by_epoch=watch_aucs, watch_best_epoch=watched.epoch if watching else None,
+                      watch_state_dict={k: v.cpu() for k, v in watched.state.items()} if watching else None,
+                      watch_train_pass_prob=watched.train_pass_prob)
