@@ -187,46 +187,33 @@ TABLE5 = Artifact("tables/table5_pathology.csv", "08_pathology", "Table 5: MIL f
                   ("feature", "indicator", "r", "r_low", "r_high", "p"))
 
 # notebook 09 (robustness): held-out CNN folds over the whole cohort, repeated splits, permutations, sites
-HELD_OUT_PREDICTIONS = Artifact("predictions/held_out_slices_{folding}.csv", "09_robustness",
-                                "every slice's probability from the network of its patient's fold",
-                                HELD_OUT_PREDICTION_COLUMNS)
-HELD_OUT_FOLDS = Artifact("models/held_out_folds_{folding}.csv", "09_robustness",
-                          "each patient's fold: held out by that fold's network, trained on by the others'",
-                          ("patient_id", "er", "fold", "group"))
-HELD_OUT_TABLE = Artifact("tables/held_out_cnn_{folding}.csv", "09_robustness",
-                          "per held-out fold: patients, held-out slice AUC, seconds",
+_NB9 = "09_robustness"
+HELD_OUT_PREDICTIONS = Artifact("predictions/held_out_slices_{folding}.csv", _NB9,
+                                "every slice's probability from its fold's network", HELD_OUT_PREDICTION_COLUMNS)
+HELD_OUT_FOLDS = Artifact("models/held_out_folds_{folding}.csv", _NB9, "each patient's fold: held out by that "
+                          "fold's network, trained on by the others'", ("patient_id", "er", "fold", "group"))
+HELD_OUT_TABLE = Artifact("tables/held_out_cnn_{folding}.csv", _NB9, "per held-out network: patients, slice AUC",
                           ("fold", "group", "trained_on", "held_out", "held_out_slice_auc"))
-HELD_OUT_META = Artifact("cache/robustness/cnn/{folding}_fold{fold}.json", "09_robustness",
-                         "a held-out network's cache key and time")
-HELD_OUT_CACHED_PROBS = Artifact("cache/robustness/cnn/{folding}_fold{fold}.npz", "09_robustness",
-                                 "a held-out network's slice probabilities")
-ROBUSTNESS_REPEATS = Artifact("tables/robustness_repeats.csv", "09_robustness",
-                              "validation AUC of each model on each repeated split (repeat 0: the run's split)",
+HELD_OUT_META = Artifact("cache/robustness/cnn/{folding}_fold{fold}.json", _NB9, "a held-out network's cache key")
+HELD_OUT_CACHED_PROBS = Artifact("cache/robustness/cnn/{folding}_fold{fold}.npz", _NB9, "its slice probabilities")
+ROBUSTNESS_REPEATS = Artifact("tables/robustness_repeats.csv", _NB9, "validation AUC per repeated split and model",
                               ("repeat", "model", "n_train", "n_validation", "validation_er", "auc"))
-ROBUSTNESS_REPEATS_SUMMARY = Artifact("tables/robustness_repeats_summary.csv", "09_robustness",
-                                      "per model: median and 2.5-97.5 percentiles over the repeats; where the "
-                                      "run's Table 4 value falls", ("model", "repeats", "median", "low", "high"))
-ROBUSTNESS_DIFFERENCES = Artifact("tables/robustness_differences.csv", "09_robustness",
-                                  "paired DL-MIL minus comparator AUC over the repeats",
+ROBUSTNESS_REPEATS_SUMMARY = Artifact("tables/robustness_repeats_summary.csv", _NB9, "the repeats per model",
+                                      ("model", "repeats", "median", "low", "high"))
+ROBUSTNESS_DIFFERENCES = Artifact("tables/robustness_differences.csv", _NB9, "paired DL-MIL minus comparator AUC",
                                   ("comparison", "repeats", "median", "low", "high", "share_dl_mil_wins"))
-ROBUSTNESS_PERMUTATION = Artifact("tables/robustness_permutation.csv", "09_robustness",
-                                  "per model: observed validation AUC, its permutation null and p-value",
+ROBUSTNESS_PERMUTATION = Artifact("tables/robustness_permutation.csv", _NB9, "observed AUC, null and p per model",
                                   ("model", "permutations", "observed_auc", "null_mean", "null_sd", "p_value"))
-ROBUSTNESS_NULL = Artifact("tables/robustness_permutation_null.csv", "09_robustness",
-                           "validation AUC of each model for each training-label permutation",
+ROBUSTNESS_NULL = Artifact("tables/robustness_permutation_null.csv", _NB9, "AUC per permutation and model",
                            ("permutation", "model", "auc"))
-ROBUSTNESS_SITES = Artifact("tables/robustness_scanners.csv", "09_robustness",
-                            "per held-out scanner (or centre) and model: n, ER rate, AUC with DeLong CI",
+ROBUSTNESS_SITES = Artifact("tables/robustness_scanners.csv", _NB9, "per held-out scanner and model: AUC (CI)",
                             ("site", "model", "n", "n_er", "er_rate", "auc", "auc_low", "auc_high", "note"))
-# notebook 09 (optimism audit)
+# notebook 09 (optimism audit; the columns are in docs/method.md sections 8 and 10)
 ROBUSTNESS_OPTIMISM_COLUMNS = ("variant", "description", "architecture", "epoch", "auc", "auc_low", "auc_high",
                                "optimism")
-"""One row per variant: what it changes, the CNN architecture and epoch whose slice probabilities it uses, the DL-MIL
-validation AUC with its DeLong CI (fractions), and ``optimism`` = auc - the leak_free row's auc."""
 ROBUSTNESS_FIT_COLUMNS = ("model", "apparent_auc", "apparent_low", "apparent_high", "out_of_fold_auc",
                           "out_of_fold_low", "out_of_fold_high", "validation_auc", "validation_low",
                           "validation_high")
-"""Per model: training AUC apparent (``prob``) and out-of-fold (``prob_oof``), validation AUC, each with its CI."""
 VALIDATION_CHOSEN_SLICE_COLUMNS = ("patient_id", "offset", "prob")
 ROBUSTNESS_OPTIMISM = Artifact("tables/robustness_optimism.csv", "09_robustness",
                                "the DL-MIL validation AUC each onekey_compat shortcut would have reported",

@@ -384,5 +384,13 @@ class RobustnessConfig(_Section):
     retrain_cnn: bool = Field(False, description="repeated splits retrain the CNN on each split's training "
                               "patients (a GPU option) instead of using the held-out probabilities")
     optimism: bool = Field(True, description="the optimism audit (hcc_utils.optimism)")
-    n_jobs: int = Field(2, ge=1, le=256, description="processes for the repeats, permutations and sites")
+    n_jobs: int = Field(2, ge=-1, le=256, description="processes for the repeats, permutations and sites "
+                        "(-1: all cores; 0 is not allowed)")
     seed: int = Field(0, ge=0, description="seeds the CNN folds, the repeated splits and the permutations")
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _nonzero_jobs(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("n_jobs must be -1 (all cores) or a positive number of processes")
+        return v

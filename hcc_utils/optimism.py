@@ -63,6 +63,7 @@ class OptimismAudit:
     table: pd.DataFrame
     fit_table: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    name: str = "Optimism audit"  # with ``notes``, what ``notebook.show_notes`` reads
 
 
 def auc_with_ci(er: pd.Series, prob: pd.Series, level: float) -> tuple[float, float, float]:

@@ -47,6 +47,7 @@ class RepeatedSplits:
     summary: pd.DataFrame
     differences: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    name: str = "Repeated splits"  # with ``notes``, what ``notebook.show_notes`` reads
 
 
 @dataclass
@@ -56,6 +57,7 @@ class PermutationTest:
     null: pd.DataFrame
     table: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    name: str = "Permutation test"
 
 
 def _one_job(params: Params) -> Params:
@@ -81,7 +83,7 @@ def _run(jobs: list, n_jobs: int, desc: str) -> list:
     """The jobs in ``n_jobs`` processes, in order, with a progress bar."""
     if not jobs:
         return []
-    results = Parallel(n_jobs=min(n_jobs, len(jobs)), return_as="generator")(jobs)
+    results = Parallel(n_jobs=n_jobs if n_jobs < 0 else min(n_jobs, len(jobs)), return_as="generator")(jobs)
     return list(tqdm(results, total=len(jobs), desc=desc, unit="fit", mininterval=2.0))
 
 
@@ -315,5 +317,22 @@ def run_permutations(params: Params, run: RunFolder) -> PermutationTest:
     return permutation_test(chain_inputs(params, run, mil_table=mil.load_mil_table(run)), params, run)
 
 
-__all__ = ["SiteValidation", "run_permutations", "run_repeats", "scanner_validation", "PermutationTest", "RepeatedSplits", "paired_differences", "permutation_p_value", "permutation_test",
-           "permuted_labels", "repeat_splits", "repeated_splits", "site_validation", "table4_aucs"]
+def headline(repeats: RepeatedSplits, permutations: PermutationTest) -> str:
+    """The chapter's result in a few Markdown sentences: each model's median validation AUC over the repeats
+    with its interval and permutation p-value, and how often DL-MIL beats each comparator."""
+    lines = []
+    perm = permutations.table.set_index("model")
+    for row in repeats.summary.itertuples():
+        p = perm["p_value"].get(row.model, float("nan"))
+        lines.append(f"- **{row.model}**: median validation AUC {row.median:.3f} ({row.low:.3f}-{row.high:.3f}) "
+                     f"over {row.repeats} repeated splits; the run's Table 4 value {row.table4_auc:.3f} lies at "
+                     f"the {row.table4_percentile:.0f}th percentile; permutation p = {p:.3g}.")
+    for row in repeats.differences.itertuples():
+        lines.append(f"- **{row.comparison}**: median {row.median:+.3f} ({row.low:+.3f} to {row.high:+.3f}); "
+                     f"DL-MIL wins {row.share_dl_mil_wins:.0%} of {row.repeats} splits.")
+    return "\n".join(lines)
+
+
+__all__ = ["PermutationTest", "RepeatedSplits", "SiteValidation", "headline", "paired_differences",
+           "permutation_p_value", "permutation_test", "permuted_labels", "repeat_splits", "repeated_splits",
+           "run_permutations", "run_repeats", "scanner_validation", "site_validation", "table4_aucs"]

@@ -139,12 +139,14 @@ def _cached_or_trained(run: RunFolder, names: dict, key: str, train) -> tuple[np
     return prob, seconds
 
 
-def held_out_probabilities(params: Params, run: RunFolder, column: str | None = None) -> HeldOut:
+def held_out_probabilities(params: Params, run: RunFolder, column: str | None = None,
+                           dataset: cnn.SliceDatasetLike | None = None) -> HeldOut:
     """Every patient's slice probabilities from the network of its fold, which did not train on it (module
-    docstring); folds: ``robustness.cnn_folds`` stratified by ER, or one per value of ``column``. Written to the
-    run folder (HELD_OUT_PREDICTIONS, HELD_OUT_FOLDS, HELD_OUT_TABLE); cached networks are reused."""
+    docstring); folds: ``robustness.cnn_folds`` stratified by ER, or one per value of ``column`` (a cohort column).
+    ``dataset``: the slice dataset (default: the run's, notebook 02). Written to the run folder
+    (HELD_OUT_PREDICTIONS, HELD_OUT_FOLDS, HELD_OUT_TABLE); cached networks are reused."""
     cfg = params.robustness
-    dataset = slices.load_slice_dataset(run)
+    dataset = dataset if dataset is not None else slices.load_slice_dataset(run)
     images, patients, offsets = cnn.check_dataset(dataset)
     groups = None
     if column is not None:
@@ -194,11 +196,12 @@ def held_out_probabilities(params: Params, run: RunFolder, column: str | None = 
                    table=table, note=folds.attrs["note"])
 
 
-def split_network_probabilities(params: Params, run: RunFolder, split: pd.Series, tag: str) -> pd.DataFrame:
+def split_network_probabilities(params: Params, run: RunFolder, split: pd.Series, tag: str,
+                                dataset: cnn.SliceDatasetLike | None = None) -> pd.DataFrame:
     """``robustness.retrain_cnn``: the chosen architecture trained on the training patients of ``split``
     (patient_id -> train / validation) for notebook 03's chosen epoch count, then every slice scored in eval mode
     (training patients by a network that trained on them, as in notebook 03). Cached under ``tag``."""
-    dataset = slices.load_slice_dataset(run)
+    dataset = dataset if dataset is not None else slices.load_slice_dataset(run)
     images, patients, offsets = cnn.check_dataset(dataset)
     architecture, main_key, epochs = _main_network(params, run, dataset)
     slice_rows = cnn.slice_table(patients, offsets)

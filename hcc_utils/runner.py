@@ -46,6 +46,7 @@ NOTEBOOKS: list[tuple[str, str]] = [
     ("06_comparison", "Model comparison"),
     ("07_shap", "Explaining the model (SHAP)"),
     ("08_pathology", "MIL features and pathology"),
+    ("09_robustness", "Robustness: repeated splits, permutations, optimism, scanners"),
 ]
 
 

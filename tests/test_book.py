@@ -105,3 +105,24 @@ def test_a_cohort_with_bad_patients_runs_the_whole_book_without_them(tmp_path):
     text = json.dumps([c.get("outputs", []) for c in shown.cells])
     assert all(pid in text for pid in bad)
     assert patients_line(RunFolder(result.run_dir), NOTEBOOKS).startswith("7 excluded (7 in [Cohort")
+
+
+@pytest.mark.book
+def test_robustness_chapter_tables(smoke_run):
+    """Notebook 09's tables exist with one row per model (repeats: per repeat and model) and its figures."""
+    import pandas as pd
+
+    tables = smoke_run.run_dir / "tables"
+    models = {"DL-MIL", "Radiomics", "Clinical"}
+    for name in ("robustness_repeats_summary", "robustness_permutation", "robustness_fit"):
+        assert set(pd.read_csv(tables / f"{name}.csv")["model"]) == models, name
+    repeats = pd.read_csv(tables / "robustness_repeats.csv")
+    assert len(repeats) == 3 * (1 + 8) and repeats["auc"].between(0, 1).all()
+    permutation = pd.read_csv(tables / "robustness_permutation.csv")
+    assert (permutation["permutations"] == 49).all() and permutation["p_value"].between(0.02, 1).all()
+    optimism = pd.read_csv(tables / "robustness_optimism.csv")
+    assert optimism["variant"].tolist()[0] == "leak_free" and len(optimism) == 5
+    scanners = pd.read_csv(tables / "robustness_scanners.csv")
+    assert len(scanners) == 3 * 3 and scanners["auc"].notna().all()
+    for figure in ("robustness_repeats", "robustness_permutation", "robustness_optimism", "robustness_scanners"):
+        assert (smoke_run.run_dir / "figures" / f"{figure}.png").is_file(), figure
