@@ -15,9 +15,9 @@ The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)
     params.yaml  provenance.json  status.json  exclusions.csv  book_build.log   (the runner, every stage)
     tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv,
                  cnn_cross_fit.csv (03), mil_features.csv (04), <slug>_selection.csv, <slug>_grid.csv,
-                 radiomics_icc.csv, table2_baseline.csv (05), table4_models.csv, delong.csv (06),
-                 table5_pathology.csv (08), robustness_optimism.csv, robustness_fit.csv (09), and NAME.csv a
-                 notebook shows
+                 radiomics_icc.csv, table2_baseline.csv, combined_coefficients.csv (05), table4_models.csv,
+                 delong.csv, nri_idi.csv (06), table5_pathology.csv (08), robustness_optimism.csv,
+                 robustness_fit.csv (09), and NAME.csv a notebook shows
     figures/     NAME.png
     models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv,
                  cnn_cross_fit_folds.csv (03), <slug>.joblib, <slug>_features.json (05)
@@ -178,11 +178,17 @@ PATIENT_PREDICTIONS = Artifact("predictions/{slug}_patients.csv", "05_models",
                                "a model's ER probability per patient", PATIENT_PREDICTION_COLUMNS)
 SELECTION = Artifact("tables/{slug}_selection.csv", "05_models", "where each feature left the selection")
 GRID = Artifact("tables/{slug}_grid.csv", "05_models", "the grid search's candidates")
+COMBINED_COEFFICIENTS = Artifact("tables/combined_coefficients.csv", "05_models", "the Combined model's logistic "
+                                 "coefficients (raw units), odds ratios with CI, p",
+                                 ("term", "coefficient", "odds_ratio", "or_low", "or_high", "p"))
 
 TABLE4 = Artifact("tables/table4_models.csv", "06_comparison", "Table 4: the models on train and validation",
                   ("dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"))
 DELONG = Artifact("tables/delong.csv", "06_comparison", "DeLong's test for each pair of models",
                   ("dataset", "model_a", "model_b", "auc_a", "auc_b", "z", "p"))
+NRI_IDI = Artifact("tables/nri_idi.csv", "06_comparison", "continuous NRI and IDI of a model over another, with "
+                   "bootstrap CIs", ("dataset", "new", "old", "n", "nri", "nri_low", "nri_high", "nri_events",
+                                     "nri_nonevents", "idi", "idi_low", "idi_high"))
 TABLE5 = Artifact("tables/table5_pathology.csv", "08_pathology", "Table 5: MIL features vs pathology",
                   ("feature", "indicator", "r", "r_low", "r_high", "p"))
 
