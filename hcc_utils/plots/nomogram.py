@@ -26,6 +26,8 @@ PROBABILITY_TICKS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0
 WIDTH = 100.0
 MIN_GAP = 4.5
 """Least distance between two labelled ticks of an axis, in points (of the 0-100 width)."""
+SHORT = 15.0
+"""A predictor axis shorter than this (points) shows the ends of its range only, labelled outwards."""
 
 
 def points_scale(axes: pd.DataFrame, intercept: float) -> dict:
@@ -44,18 +46,24 @@ def points_scale(axes: pd.DataFrame, intercept: float) -> dict:
             "base": float(intercept + np.sum(axes["coefficient"].to_numpy(float) * ref))}
 
 
-def _axis(ax, y: float, label: str, positions, texts, extent=(0.0, WIDTH)) -> None:
+def _axis(ax, y: float, label: str, positions, texts, extent=(0.0, WIDTH), outward: bool = False) -> None:
     """One horizontal scale at height ``y``: a line over ``extent``, ticks at ``positions`` labelled ``texts``; a
-    tick closer than ``MIN_GAP`` points to the last one drawn is left out, so labels do not overlap."""
+    tick closer than ``MIN_GAP`` points to one already drawn is left out, so labels do not overlap. ``outward``
+    (a short axis, its two ends only): the left end's label ends at the tick, the right end's starts there."""
     ax.plot(extent, [y, y], color="black", lw=1)
     drawn: list[float] = []
     for x, text in zip(positions, texts, strict=True):
-        if any(abs(x - d) < MIN_GAP for d in drawn):
+        if not outward and any(abs(x - d) < MIN_GAP for d in drawn):
             continue
         drawn.append(x)
         ax.plot([x, x], [y, y + 0.18], color="black", lw=1)
-        ax.text(x, y + 0.25, text, ha="center", va="bottom", fontsize=7.5)
+        align = ("right" if x <= min(positions) else "left") if outward else "center"
+        ax.text(x, y + 0.25, text, ha=align, va="bottom", fontsize=7.5)
     ax.text(-4, y, label, ha="right", va="center", fontsize=9)
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 def _round(values: np.ndarray) -> list[str]:
@@ -74,17 +82,19 @@ def nomogram(axes: pd.DataFrame, intercept: float, title: str = "Nomogram: proba
     for k, row in enumerate(axes.itertuples(index=False)):
         y -= 1
         levels = getattr(row, "levels", None)
+        short = scale["max_points"][k] < SHORT
         if isinstance(levels, dict) and levels:
             values = np.array([v for v in levels if row.low <= v <= row.high], dtype=float)
             texts = [levels[v] for v in values]
         else:
             bins = int(np.clip(round(scale["max_points"][k] / 12), 1, 6))  # fewer ticks on a short axis
             inner = MaxNLocator(nbins=bins).tick_values(row.low, row.high)
-            inner = inner[(inner > row.low) & (inner < row.high)]
+            inner = inner[(inner > row.low) & (inner < row.high)] if not short else []
             values = np.array([row.low, row.high, *inner])  # the range's ends first: they are always labelled
-            texts = [f"{row.low:.3g}", f"{row.high:.3g}", *_round(inner)]
+            texts = [_fmt(row.low), _fmt(row.high), *_round(np.asarray(inner))]
         positions = WIDTH * row.coefficient * (values - scale["ref"][k]) / scale["R"]
-        _axis(ax, y, row.label, positions, texts, extent=(0.0, scale["max_points"][k]))
+        _axis(ax, y, row.label, positions, texts, extent=(0.0, scale["max_points"][k]),
+              outward=short and len(values) == 2)
     y -= 1
     total_max = scale["total_max"]
     totals = MaxNLocator(nbins=8, integer=True).tick_values(0, total_max)
