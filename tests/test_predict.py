@@ -1,0 +1,98 @@
+"""Scoring new patients (``hcc_utils.predict`` and ``python -m hcc_utils predict``) with a run's model bundle."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from _bundle_run import new_manifest, smoke_run
+
+from hcc_utils import artifacts
+from hcc_utils.__main__ import main
+from hcc_utils.bundle import MODEL_SLUGS, load_bundle
+from hcc_utils.predict import one_patient_manifest, predict_patients, read_new_manifest
+from hcc_utils.run_folder import RunFolder
+
+pytestmark = pytest.mark.slow  # the shared smoke run: about two minutes once per process
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return smoke_run(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def model(run):
+    return load_bundle(run)
+
+
+def test_the_run_s_validation_patients_get_their_probabilities_back(run, model, tmp_path):
+    manifest = read_new_manifest(new_manifest(run, tmp_path / "in"), model)
+    table = predict_patients(model, manifest.table, tmp_path / "out", manifest.problems, progress=False)
+    assert (tmp_path / "out" / artifacts.NEW_PREDICTIONS).is_file()
+    assert list(table.columns) == ["patient_id", "status", *[f"{s}_{c}" for s in MODEL_SLUGS
+                                                             for c in ("prob", "class")], "flags"]
+    assert (table["status"] == "scored").all(), table["flags"].tolist()
+    scored = table.set_index("patient_id")
+    for slug in MODEL_SLUGS:
+        book = artifacts.read_patient_predictions(RunFolder(run), slug).query("split == 'validation'")
+        book = book.set_index("patient_id")["prob"]
+        assert sorted(book.index) == sorted(scored.index)
+        assert (scored.loc[book.index, f"{slug}_prob"] - book).abs().max() <= 1e-9, slug
+        cut = model.models[slug].threshold
+        assert (scored.loc[book.index, f"{slug}_class"] == (book >= cut).astype(int)).all()
+
+
+def test_a_bad_patient_is_excluded_with_the_reason_and_the_others_are_scored(run, model, tmp_path):
+    path = new_manifest(run, tmp_path / "in", limit=3)
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    bad = rows.at[1, "patient_id"]
+    rows.at[1, "mask"] = str(tmp_path / "in" / "gone_mask.nii.gz")
+    rows.to_csv(path, index=False)
+    manifest = read_new_manifest(path, model)
+    table = predict_patients(model, manifest.table, tmp_path / "out", manifest.problems, progress=False)
+    row = table.set_index("patient_id").loc[bad]
+    assert row["status"] == "excluded"
+    assert f"patient {bad}" in row["flags"] and "'gone_mask.nii.gz'" in row["flags"]
+    assert "not found" in row["flags"] or "does not exist" in row["flags"]
+    assert row[[f"{s}_prob" for s in MODEL_SLUGS]].isna().all()
+    others = table[table["patient_id"] != bad]
+    assert len(others) == 2 and (others["status"] == "scored").all()
+    assert others[[f"{s}_prob" for s in MODEL_SLUGS]].notna().all().all()
+
+
+def test_one_patient_from_the_command_line(run, tmp_path, capsys):
+    row = pd.read_csv(new_manifest(run, tmp_path / "in", limit=1), dtype=str).iloc[0]
+    out = tmp_path / "out"
+    code = main(["predict", "--model", str(run), "--image", row["image"], "--mask", row["mask"],
+                 "--clinical", "age=61", "gender=M", "--patient-id", "NEW1", "--out", str(out)])
+    assert code == 0, capsys.readouterr()
+    table = pd.read_csv(out / artifacts.NEW_PREDICTIONS, dtype={"patient_id": str})
+    assert table["patient_id"].tolist() == ["NEW1"] and table.at[0, "status"] == "scored"
+    if "afp" in load_bundle(run).models["clinical"].features:
+        assert "'afp' missing, filled with the training median" in table.at[0, "flags"]
+    assert main(["predict", "--model", str(run), "--image", row["image"], "--mask", row["mask"],
+                 "--out", str(out)]) == 2  # not empty, no --force
+    assert "is not empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--image", "ct.nii.gz"], "--image needs --mask"),
+    ([], "give either --manifest"),
+    (["--manifest", "new.csv", "--mask", "m.nii.gz"], "--mask and --clinical go with --image"),
+    (["--image", "ct.nii.gz", "--mask", "m.nii.gz", "--clinical", "age"], "write NAME=VALUE"),
+])
+def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):
+    assert main(["predict", "--model", str(tmp_path), "--out", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_a_folder_without_a_bundle_exits_2(tmp_path, capsys):
+    code = main(["predict", "--model", str(tmp_path), "--out", str(tmp_path / "out"), "--image", "ct.nii.gz",
+                 "--mask", "m.nii.gz"])
+    assert code == 2 and "holds no model bundle" in capsys.readouterr().err
+
+
+def test_an_unknown_clinical_name_is_refused():
+    with pytest.raises(ValueError, match="--clinical weight=...: not a manifest column"):
+        one_patient_manifest("ct.nii.gz", "m.nii.gz", {"weight": "80"})
