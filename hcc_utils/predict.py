@@ -69,7 +69,7 @@ def one_patient_manifest(image: Path | str, mask: Path | str, clinical: dict[str
         return read_manifest(path, outcome=False)
 
 
-def _cnn(model: Bundle):
+def load_cnn(model: Bundle):
     """The chosen CNN in eval mode on the run's device, from the bundle's state dict (tensors only)."""
     import torch
 
@@ -118,7 +118,7 @@ def _filled(table: pd.DataFrame, entry, found: _Patients) -> pd.DataFrame:
                            "not scored by this model; give the value")
                 continue
             table.at[pid, feature] = value
-            found.flag(pid, f"{entry.name}: '{feature}' missing, filled with the {entry.fill_rule} {value:.6g}")
+            found.flag(pid, f"{entry.name}: '{feature}' missing, filled with {value:.6g} ({entry.fill_rule})")
     return table[np.isfinite(table.to_numpy()).all(axis=1)]
 
 
@@ -154,7 +154,7 @@ def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
     from hcc_utils.stack import make_stack
 
     params = model.params
-    network, device = _cnn(model) if "dl_mil" in model.models else (None, None)
+    network, device = load_cnn(model) if "dl_mil" in model.models else (None, None)
     extractor = None
     if "radiomics" in model.models:
         extractor = radiomics.load_extractor(model.radiomics_settings)

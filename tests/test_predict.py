@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from _bundle_run import new_manifest, smoke_run
 
-from hcc_utils import artifacts
+from hcc_utils import artifacts, mil
 from hcc_utils.__main__ import main
 from hcc_utils.bundle import MODEL_SLUGS, load_bundle
-from hcc_utils.predict import one_patient_manifest, predict_patients, read_new_manifest
+from hcc_utils.cnn import ARCHITECTURE_NAMES
+from hcc_utils.cohort import load_cohort
+from hcc_utils.predict import load_cnn, one_patient_manifest, predict_patients, read_new_manifest, slice_probabilities
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.stack import make_stack
 
 pytestmark = pytest.mark.slow  # the shared smoke run: about two minutes once per process
 
@@ -42,6 +46,22 @@ def test_the_run_s_validation_patients_get_their_probabilities_back(run, model, 
         assert (scored.loc[book.index, f"{slug}_class"] == (book >= cut).astype(int)).all()
 
 
+def test_the_cnn_and_the_idf_give_the_run_s_slice_probabilities_and_mil_features(run, model):
+    folder = RunFolder(run)
+    slices = artifacts.read_slice_predictions(folder)
+    slices = slices[slices["architecture"] == ARCHITECTURE_NAMES[model.architecture]]
+    patients = load_cohort(model.params, folder).query("split == 'validation'").head(3)
+    network, device = load_cnn(model)
+    for row in patients.itertuples(index=False):
+        stack = make_stack(row.image, row.mask, model.params.preprocess, model.params.slices, row.patient_id)
+        prob = slice_probabilities(network, device, np.round(stack.images * 255).astype(np.uint8), model)
+        book = slices.loc[slices["patient_id"] == row.patient_id, "prob"].to_numpy()
+        assert np.abs(prob - book).max() < 1e-6, row.patient_id
+    features = mil.mil_features(slices, [], idf=model.idf, label_threshold=model.params.mil.label_threshold)
+    saved = artifacts.read_mil_features(folder)
+    assert np.abs(features.loc[saved.index].to_numpy() - saved.to_numpy()).max() <= 1e-12
+
+
 def test_a_bad_patient_is_excluded_with_the_reason_and_the_others_are_scored(run, model, tmp_path):
     path = new_manifest(run, tmp_path / "in", limit=3)
     rows = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -69,7 +89,7 @@ def test_one_patient_from_the_command_line(run, tmp_path, capsys):
     table = pd.read_csv(out / artifacts.NEW_PREDICTIONS, dtype={"patient_id": str})
     assert table["patient_id"].tolist() == ["NEW1"] and table.at[0, "status"] == "scored"
     if "afp" in load_bundle(run).models["clinical"].features:
-        assert "'afp' missing, filled with the training median" in table.at[0, "flags"]
+        assert "Clinical: 'afp' missing, filled with " in table.at[0, "flags"]
     assert main(["predict", "--model", str(run), "--image", row["image"], "--mask", row["mask"],
                  "--out", str(out)]) == 2  # not empty, no --force
     assert "is not empty" in capsys.readouterr().err
