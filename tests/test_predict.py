@@ -62,7 +62,7 @@ def test_the_cnn_and_the_idf_give_the_run_s_slice_probabilities_and_mil_features
     assert np.abs(features.loc[saved.index].to_numpy() - saved.to_numpy()).max() <= 1e-12
 
 
-def test_a_bad_patient_is_excluded_with_the_reason_and_the_others_are_scored(run, model, tmp_path):
+def test_a_bad_patient_is_excluded_with_the_reason_and_the_others_are_scored(run, model, tmp_path, capsys):
     path = new_manifest(run, tmp_path / "in", limit=3)
     rows = pd.read_csv(path, dtype=str, keep_default_na=False)
     bad = rows.at[1, "patient_id"]
@@ -78,6 +78,23 @@ def test_a_bad_patient_is_excluded_with_the_reason_and_the_others_are_scored(run
     others = table[table["patient_id"] != bad]
     assert len(others) == 2 and (others["status"] == "scored").all()
     assert others[[f"{s}_prob" for s in MODEL_SLUGS]].notna().all().all()
+
+    code = main(["predict", "--model", str(run), "--manifest", str(path), "--out", str(tmp_path / "cli")])
+    printed = capsys.readouterr().out
+    assert code == 1 and "scored 2 of 3 patient(s)" in printed and f"excluded: patient {bad}" in printed
+
+
+def test_a_new_patient_manifest_needs_no_outcome_and_no_cohort(tmp_path):
+    path = tmp_path / "new.csv"
+    path.write_text("patient_id,image,mask,afp\nP1,ct.nii.gz,m.nii.gz,<20\n,ct2.nii.gz,m2.nii.gz,\n")
+    manifest = one_patient_manifest("ct.nii.gz", "m.nii.gz", {"afp": "abc"}, "P9")
+    assert manifest.table["patient_id"].tolist() == ["P9"] and manifest.table["afp"].isna().all()
+    assert "'abc' is not a number" in manifest.problems["message"].iloc[0]
+    from hcc_utils.manifest_check import read_manifest
+
+    result = read_manifest(path, outcome=False)
+    assert result.table["patient_id"].tolist() == ["P1"] and result.table.at[0, "afp"] == 20
+    assert "no patient_id in row 3" in result.excluded["message"].iloc[0]
 
 
 def test_one_patient_from_the_command_line(run, tmp_path, capsys):
