@@ -22,6 +22,8 @@ The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)
     models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv,
                  cnn_cross_fit_folds.csv (03), <slug>.joblib, <slug>_features.json (05)
     predictions/ slice_predictions.csv, slice_predictions_cross_fit.csv (03), <slug>_patients.csv (05)
+    model/       the model bundle (05): bundle.json, params.yaml, cnn.pt, mil_idf.json, radiomics.yaml, models.json,
+                 <slug>.skops (``hcc_utils.bundle``; no pickle)
     cache/       checks/<patient>.json (01); stacks/<patient>.npz, .json and slices/dataset.npz, dataset.json,
                  patients.csv, stack_info.csv (02); cnn/<architecture>_slices.csv, _history.csv,
                  _validation_chosen.pt, _validation_chosen_train_pass.csv (leak_free, the optimism audit's),
@@ -182,6 +184,18 @@ COMBINED_COEFFICIENTS = Artifact("tables/combined_coefficients.csv", "05_models"
                                  "coefficients (raw units), odds ratios with CI, p",
                                  ("term", "coefficient", "odds_ratio", "or_low", "or_high", "p"))
 
+# the model bundle (hcc_utils.bundle): what scoring a new patient needs, and nothing that runs code when loaded
+BUNDLE_DIR = "model"
+BUNDLE_INDEX = Artifact("model/bundle.json", "05_models", "the bundle's files and SHA-256, package versions, CNN")
+BUNDLE_PARAMS = Artifact("model/params.yaml", "05_models", "the run's parameters (preprocessing, stack, CNN, MIL)")
+BUNDLE_CNN = Artifact("model/cnn.pt", "05_models", "the chosen CNN's state dict (torch.load weights_only)")
+BUNDLE_IDF = Artifact("model/mil_idf.json", "05_models", "the BoW idf per token, as fitted for the training features")
+BUNDLE_RADIOMICS = Artifact("model/radiomics.yaml", "05_models", "the PyRadiomics settings of the run")
+BUNDLE_MODELS = Artifact("model/models.json", "05_models", "per model: selected features, cut-off, fill values")
+BUNDLE_PIPELINE = Artifact("model/{slug}.skops", "05_models", "a fitted model pipeline, stored with skops")
+NEW_PREDICTIONS = "predictions.csv"
+"""``python -m hcc_utils predict``'s output in its ``--out`` folder: one row per new patient."""
+
 TABLE4 = Artifact("tables/table4_models.csv", "06_comparison", "Table 4: the models on train and validation",
                   ("dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"))
 DELONG = Artifact("tables/delong.csv", "06_comparison", "DeLong's test for each pair of models",
@@ -287,6 +301,11 @@ def file_stem(patient_id: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", patient_id):
         return patient_id
     return "p" + hashlib.sha256(patient_id.encode()).hexdigest()[:16]
+
+
+def bundle_file(folder: Path | str, artifact: Artifact, **names: str) -> Path:
+    """A bundle file's path in a bundle folder (``runs/NAME/model``, or a copy of it anywhere)."""
+    return Path(folder) / Path(artifact.pattern.format(**names)).relative_to(BUNDLE_DIR)
 
 
 def table_path(run, name: str) -> Path:
