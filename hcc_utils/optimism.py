@@ -160,7 +160,8 @@ def _row(variant: str, architecture: str, epoch: int, values: tuple[float, float
 
 def optimism_audit(params: Params, run: RunFolder) -> OptimismAudit:
     """The optimism audit of a ``leak_free`` run (module docstring); writes ``tables/robustness_optimism.csv`` and
-    ``tables/robustness_fit.csv``. Under ``onekey_compat`` only the run's own row, with a note."""
+    ``tables/robustness_fit.csv``. Under ``onekey_compat``, or with ``robustness.optimism: false``, only the run's
+    own row, with a note."""
     level, notes = params.evaluation.ci_level, []
     patients = cohort.load_cohort(params, run).set_index("patient_id")
     labels, split = patients["er"], patients["split"]
@@ -172,6 +173,8 @@ def optimism_audit(params: Params, run: RunFolder) -> OptimismAudit:
     if params.protocol != "leak_free":
         notes.append(f"this run's protocol is {params.protocol}: the optimism audit needs a leak_free run (it "
                      "measures what the onekey_compat shortcuts add to a leak-free result)")
+    elif not params.robustness.optimism:
+        notes.append("the shortcuts were not refitted (robustness.optimism: false); only the run's own row")
     else:
         rows += _shortcut_rows(params, run, labels, split, notes)
     table = pd.DataFrame(rows).assign(optimism=lambda t: t["auc"] - t["auc"].iloc[0])[TABLE_COLUMNS]

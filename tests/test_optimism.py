@@ -209,3 +209,15 @@ def test_a_run_without_the_watch_or_under_onekey_compat_says_so(tiny_run, cohort
     compat = optimism.optimism_audit(_params("onekey_compat"), old)
     assert list(compat.table["variant"]) == ["onekey_compat"] and compat.table["optimism"].iloc[0] == 0
     assert any("needs a leak_free run" in note for note in compat.notes)
+
+
+
+def test_the_audit_can_be_turned_off(tiny_run, cohort_of, monkeypatch):
+    """``robustness.optimism: false``: the run's own row only, with a note; no variant is refitted."""
+    data, params, run = tiny_run
+    off = params.model_copy(deep=True)
+    off.robustness.optimism = False
+    monkeypatch.setattr(optimism.modeling, "fit_recipe", lambda *a, **k: pytest.fail("refitted"))
+    audit = optimism.optimism_audit(off, run)
+    assert list(audit.table["variant"]) == ["leak_free"]
+    assert any("robustness.optimism: false" in note for note in audit.notes)
