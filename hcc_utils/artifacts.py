@@ -193,8 +193,19 @@ BUNDLE_IDF = Artifact("model/mil_idf.json", "05_models", "the BoW idf per token,
 BUNDLE_RADIOMICS = Artifact("model/radiomics.yaml", "05_models", "the PyRadiomics settings of the run")
 BUNDLE_MODELS = Artifact("model/models.json", "05_models", "per model: selected features, cut-off, fill values")
 BUNDLE_PIPELINE = Artifact("model/{slug}.skops", "05_models", "a fitted model pipeline, stored with skops")
+BUNDLE_TRAINING = Artifact("model/training_probabilities.csv", "05_models", "the training patients' out-of-fold "
+                           "probability of ER per model (where a new patient falls)", ("model", "prob"))
+BUNDLE_CARD = Artifact("model/MODEL_CARD.md", "05_models", "the model card (hcc_utils.model_card): intended use, "
+                       "cohort, validation AUC and calibration, limitations")
 NEW_PREDICTIONS = "predictions.csv"
 """``python -m hcc_utils predict``'s output in its ``--out`` folder: one row per new patient."""
+NEW_PATIENT_REPORT = "report.html"
+"""``predict``'s one-page summary of a scored patient, ``--out/<patient>/report.html`` (:func:`patient_report`)."""
+
+
+def patient_report(out_dir: Path | str, patient_id: str) -> Path:
+    """``out_dir/<patient>/report.html``: the patient's folder is its id when a plain name, else a hash of it."""
+    return Path(out_dir) / file_stem(str(patient_id)) / NEW_PATIENT_REPORT
 
 TABLE4 = Artifact("tables/table4_models.csv", "06_comparison", "Table 4: the models on train and validation",
                   ("dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"))

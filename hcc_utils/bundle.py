@@ -16,6 +16,10 @@ Written at the end of notebook 05 by :func:`write_bundle`, from the run's own fi
                     section 6) and the values that fill a missing input (radiomics: the training median, in the
                     feature's unit; clinical: the training median or mode, under ``clinical.missing:
                     median_impute_train``)
+    training_probabilities.csv  ``model, prob``: each model's out-of-fold probability of ER of every training
+                    patient (``prob_oof``), where ``predict``'s report places a new patient
+    MODEL_CARD.md   the model card (``hcc_utils.model_card``): intended use, cohort, protocol, validation AUC
+                    and calibration, limitations, how to score a patient; hashed like the other files
     <slug>.skops    the fitted pipeline (select -> StandardScaler -> SMOTE -> ExtraTrees, section 5), stored with
                     skops; its ``select`` step is the fitted ``FeatureSelector`` reduced to its selected columns
                     (``fold_selection.SelectedColumns``: the same transform, plain names only)
@@ -50,7 +54,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hcc_utils import artifacts, model_registry
+from hcc_utils import artifacts, model_card, model_registry
 from hcc_utils.config import Params, load_params
 from hcc_utils.run_folder import RunFolder
 
@@ -116,6 +120,12 @@ class Bundle:
     @property
     def radiomics_settings(self) -> Path:
         return artifacts.bundle_file(self.folder, artifacts.BUNDLE_RADIOMICS)
+
+    def training_probabilities(self) -> pd.DataFrame:
+        """The training patients' out-of-fold probability of ER per model (``model, prob``); empty for a bundle
+        written before it was kept."""
+        path = artifacts.bundle_file(self.folder, artifacts.BUNDLE_TRAINING)
+        return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(artifacts.BUNDLE_TRAINING.columns))
 
 
 def sha256(path: Path) -> str:
@@ -274,10 +284,17 @@ def write_bundle(params: Params, run: RunFolder) -> Path:
         models[slug] = {"name": names[slug], "features": features, "threshold": float(thresholds[names[slug]]),
                         "threshold_rule": rule, "fill": fill, "fill_rule": fill_rule}
     file[artifacts.BUNDLE_MODELS].write_text(json.dumps(models, indent=1))
+    training = [artifacts.read_patient_predictions(run, slug).query("split == 'train'")[["prob_oof"]]
+                .rename(columns={"prob_oof": "prob"}).assign(model=slug) for slug in models]
+    pd.concat(training, ignore_index=True)[list(artifacts.BUNDLE_TRAINING.columns)].to_csv(
+        artifacts.bundle_file(folder, artifacts.BUNDLE_TRAINING), index=False)
+    cnn_entry = {"architecture": key, "name": ARCHITECTURE_NAMES[key], "input_size": params.cnn.size_of(key)}
+    artifacts.bundle_file(folder, artifacts.BUNDLE_CARD).write_text(model_card.model_card(
+        params, run, {slug: entry["threshold"] for slug, entry in models.items()}, cnn_entry), encoding="utf-8")
 
     index = {"format": FORMAT, "run": run.root.name, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
              "protocol": params.protocol,
-             "cnn": {"architecture": key, "name": ARCHITECTURE_NAMES[key], "input_size": params.cnn.size_of(key)},
+             "cnn": cnn_entry,
              "models": list(models), "python": platform.python_version(), "packages": installed_versions(),
              "files": {p.name: sha256(p) for p in sorted(folder.iterdir())
                        if p.is_file() and p.name != artifacts.bundle_file(folder, artifacts.BUNDLE_INDEX).name}}
