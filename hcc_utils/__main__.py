@@ -56,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--clinical", nargs="+", default=[], metavar="NAME=VALUE",
                          help="that patient's clinical values, e.g. age=61 afp=420 gender=M")
     predict.add_argument("--patient-id", default="patient", help="that patient's id in the output")
-    predict.add_argument("--out", required=True, type=Path, help="output folder, empty or new (predictions.csv)")
+    predict.add_argument("--out", required=True, type=Path, help="output folder, empty or new (predictions.csv, "
+                         "and <patient>/report.html per scored patient)")
+    predict.add_argument("--no-report", action="store_true", help="write predictions.csv only, no per-patient "
+                         "one-page HTML summaries")
     predict.add_argument("--force", action="store_true", help=f"write into a folder that is not empty: {force}")
 
     synth = sub.add_parser("synth", help="generate a synthetic HCC cohort (NIfTI volumes, masks, cohort.csv)")
@@ -261,10 +264,12 @@ def _predict(args: argparse.Namespace) -> int:
     model = load_bundle(args.model)
     manifest = (read_new_manifest(args.manifest, model) if args.manifest is not None
                 else one_patient_manifest(args.image, args.mask, clinical, args.patient_id))
-    table = predict_patients(model, manifest.table, args.out, manifest.problems)
+    table = predict_patients(model, manifest.table, args.out, manifest.problems, reports=not args.no_report)
     scored = int((table["status"] == "scored").sum())
     print(f"scored {scored} of {len(table)} patient(s) with the bundle of run '{model.index.get('run')}'; "
           f"written to {args.out / artifacts.NEW_PREDICTIONS}")
+    if scored and not args.no_report:
+        print(f"one-page summary of each scored patient: {args.out}/<patient>/{artifacts.NEW_PATIENT_REPORT}")
     for row in table[table["status"] != "scored"].itertuples(index=False):
         print(f"  excluded: {row.flags}")
     return 0 if scored == len(table) else 1

@@ -19,6 +19,8 @@ Each patient goes through what the book did to its own patients, with the bundle
 ``DIR/predictions.csv`` (``artifacts.NEW_PREDICTIONS``): ``patient_id, status`` (``scored`` or ``excluded``),
 ``<slug>_prob, <slug>_class`` per model of the bundle (``dl_mil``, ``radiomics``, ``clinical``), ``flags`` (the
 exclusion reason, warnings, filled values; ``"; "``-separated).
+``DIR/<patient>/report.html`` (``artifacts.patient_report``; unless ``reports=False``, CLI ``--no-report``): one
+self-contained page per scored patient (``hcc_utils.patient_report``).
 
 Example::
 
@@ -141,9 +143,10 @@ def _inputs(model: Bundle, table: pd.DataFrame, slices: list[pd.DataFrame], feat
     return inputs
 
 
-def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
+def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool, stacks: dict | None = None
             ) -> tuple[list[pd.DataFrame], dict[str, dict]]:
-    """Steps 1 to 3 and 5 of the module docstring per patient: its slice probabilities and radiomics features."""
+    """Steps 1 to 3 and 5 of the module docstring per patient: its slice probabilities and radiomics features;
+    each stack's pixels, masks and offsets into ``stacks`` (``patient_report.PatientImages``) when it is given."""
     from tqdm import tqdm
 
     from hcc_utils import radiomics
@@ -176,8 +179,12 @@ def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
                 continue
             for warning in stack.info["warnings"]:
                 found.flag(pid, f"patient {pid}: {warning}")
+            pixels = np.round(stack.images * 255).astype(np.uint8)
+            if stacks is not None:
+                from hcc_utils.patient_report import PatientImages
+
+                stacks[pid] = PatientImages(pixels, stack.masks, list(stack.info["offsets"]))
             if network is not None:
-                pixels = np.round(stack.images * 255).astype(np.uint8)
                 prob = slice_probabilities(network, device, pixels, model)
                 slices.append(pd.DataFrame({"patient_id": pid, "prob": prob}))
             if extractor is not None:
@@ -194,9 +201,11 @@ def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
 
 
 def predict_patients(model: Bundle, manifest_table: pd.DataFrame, out_dir: Path | str,
-                     problems: pd.DataFrame | None = None, progress: bool = True) -> pd.DataFrame:
+                     problems: pd.DataFrame | None = None, progress: bool = True, reports: bool = True
+                     ) -> pd.DataFrame:
     """Score every patient of ``manifest_table`` (``read_new_manifest(...).table``) and write
-    ``out_dir/predictions.csv`` (module docstring); returns that table.
+    ``out_dir/predictions.csv`` (module docstring) and, with ``reports``, each scored patient's one-page
+    ``out_dir/<patient>/report.html`` (``hcc_utils.patient_report``); returns the table.
 
     ``problems``: the manifest check's findings (``ManifestResult.problems``): its excluded rows are listed as
     excluded and its warnings (a clinical value left missing, ...) flag their patient.
@@ -210,7 +219,8 @@ def predict_patients(model: Bundle, manifest_table: pd.DataFrame, out_dir: Path 
             found.exclude(pid, problem["message"])
         else:
             found.flag(pid, problem["message"])
-    slices, features = _images(model, table, found, progress)
+    stacks = {} if reports else None
+    slices, features = _images(model, table, found, progress, stacks)
     inputs = _inputs(model, table, slices, features, found)
     out = pd.DataFrame({"patient_id": list(found.status), "status": list(found.status.values())})
     for slug, entry in model.models.items():
@@ -225,4 +235,10 @@ def predict_patients(model: Bundle, manifest_table: pd.DataFrame, out_dir: Path 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     out.to_csv(folder / artifacts.NEW_PREDICTIONS, index=False)
+    scored = out[out["status"] == SCORED]
+    if reports and len(scored):
+        from hcc_utils.patient_report import write_reports
+
+        network = load_cnn(model)[0] if "dl_mil" in model.models and stacks else None
+        write_reports(model, scored, folder, stacks, inputs.get("dl_mil"), network)
     return out

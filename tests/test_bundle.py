@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -54,6 +55,26 @@ def test_the_bundle_holds_the_three_models_and_no_pickle(run):
         assert entry.threshold == model.params.evaluation.fixed_threshold  # smoke.yaml: threshold fixed
     assert model.architecture == artifacts.read_cnn_choice(RunFolder(run))["key"]
     assert set(model.idf) == {f"p{i:02d}" for i in range(11)} | {"y0", "y1"}
+
+
+def test_the_bundle_carries_its_model_card_and_the_training_probabilities(run):
+    folder = run / artifacts.BUNDLE_DIR
+    index = _index(folder)
+    for artifact in (artifacts.BUNDLE_CARD, artifacts.BUNDLE_TRAINING):
+        assert artifacts.bundle_file(folder, artifact).name in index["files"]
+    training = load_bundle(run).training_probabilities()
+    for slug in MODEL_SLUGS:
+        book = artifacts.read_patient_predictions(RunFolder(run), slug).query("split == 'train'")["prob_oof"]
+        assert np.allclose(training.loc[training["model"] == slug, "prob"].to_numpy(), book.to_numpy())
+    card = artifacts.bundle_file(folder, artifacts.BUNDLE_CARD).read_text(encoding="utf-8")
+    for section in ("## Intended use", "Not a medical device", "## Cohort", "## Protocol", "`leak_free`",
+                    "## Models", "## Limitations", "Synthetic data", "## Scoring a patient", "hcc_utils predict"):
+        assert section in card, section
+    split = artifacts.read_split(RunFolder(run))
+    assert f"Usable patients: {len(split)}; early recurrence (ER) in {int(split['er'].sum())}" in card
+    for name in ("DL-MIL", "Radiomics", "Clinical"):
+        assert re.search(rf"\| {name} \| \d+ \| [01]\.\d{{3}} \(", card), name
+    assert str(run) not in card
 
 
 def test_the_idf_reproduces_the_fitted_features():

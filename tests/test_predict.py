@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -31,8 +33,10 @@ def model(run):
 
 def test_the_run_s_validation_patients_get_their_probabilities_back(run, model, tmp_path):
     manifest = read_new_manifest(new_manifest(run, tmp_path / "in"), model)
-    table = predict_patients(model, manifest.table, tmp_path / "out", manifest.problems, progress=False)
+    table = predict_patients(model, manifest.table, tmp_path / "out", manifest.problems, progress=False,
+                             reports=False)
     assert (tmp_path / "out" / artifacts.NEW_PREDICTIONS).is_file()
+    assert not list((tmp_path / "out").glob(f"*/{artifacts.NEW_PATIENT_REPORT}"))
     assert list(table.columns) == ["patient_id", "status", *[f"{s}_{c}" for s in MODEL_SLUGS
                                                              for c in ("prob", "class")], "flags"]
     assert (table["status"] == "scored").all(), table["flags"].tolist()
@@ -84,6 +88,32 @@ def test_a_bad_patient_is_excluded_with_the_reason_and_the_others_are_scored(run
     assert code == 1 and "scored 2 of 3 patient(s)" in printed and f"excluded: patient {bad}" in printed
 
 
+def test_each_scored_patient_gets_a_self_contained_one_page_report(run, model, tmp_path):
+    path = new_manifest(run, tmp_path / "in", limit=3)
+    rows = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rows.at[2, "mask"] = str(tmp_path / "in" / "gone_mask.nii.gz")
+    rows.to_csv(path, index=False)
+    manifest = read_new_manifest(path, model)
+    table = predict_patients(model, manifest.table, tmp_path / "out", manifest.problems, progress=False)
+    reports = sorted((tmp_path / "out").glob(f"*/{artifacts.NEW_PATIENT_REPORT}"))
+    scored = table.query("status == 'scored'")["patient_id"].tolist()
+    assert len(scored) == 2 and reports == sorted(artifacts.patient_report(tmp_path / "out", p) for p in scored)
+    training = model.training_probabilities()
+    assert set(training["model"]) == set(MODEL_SLUGS) and training["prob"].between(0, 1).all()
+    ids = set(rows["patient_id"])
+    for pid, report in zip(scored, reports, strict=True):
+        text = report.read_text(encoding="utf-8")
+        for section in ("Probabilities of early recurrence", "percentile among training patients", "2.5D stack",
+                        "Grad-CAM on the central slices", "DL-MIL explained (SHAP)", "Notes", "not a medical device"):
+            assert section in text, (section, report)
+        assert text.count('src="data:image/png;base64,') == 4
+        assert 'src="http' not in text and "href=" not in text
+        assert str(tmp_path) not in text and str(run) not in text and "/tmp" not in text and "/home" not in text
+        words = re.sub(r"base64,[A-Za-z0-9+/=]+", "", text).replace("</", "")
+        assert not re.search(r"(?<![A-Za-z0-9])/[A-Za-z_.-]+/", words), "an absolute path"
+        assert f"Patient {pid}" in text and not [other for other in ids - {pid} if other in words]
+
+
 def test_a_new_patient_manifest_needs_no_outcome_and_no_cohort(tmp_path):
     path = tmp_path / "new.csv"
     path.write_text("patient_id,image,mask,afp\nP1,ct.nii.gz,m.nii.gz,<20\n,ct2.nii.gz,m2.nii.gz,\n")
@@ -105,6 +135,7 @@ def test_one_patient_from_the_command_line(run, tmp_path, capsys):
     assert code == 0, capsys.readouterr()
     table = pd.read_csv(out / artifacts.NEW_PREDICTIONS, dtype={"patient_id": str})
     assert table["patient_id"].tolist() == ["NEW1"] and table.at[0, "status"] == "scored"
+    assert artifacts.patient_report(out, "NEW1").is_file()
     if "afp" in load_bundle(run).models["clinical"].features:
         assert "Clinical: 'afp' missing, filled with " in table.at[0, "flags"]
     assert main(["predict", "--model", str(run), "--image", row["image"], "--mask", row["mask"],
