@@ -71,7 +71,7 @@ def test_the_bundle_carries_its_model_card_and_the_training_probabilities(run):
                     "## Models", "## Limitations", "Synthetic data", "## Scoring a patient", "hcc_utils predict"):
         assert section in card, section
     split = artifacts.read_split(RunFolder(run))
-    assert f"Usable patients: {len(split)}; early recurrence (ER) in {int(split['er'].sum())}" in card
+    assert f"Patients of the split: {len(split)}; early recurrence (ER) in {int(split['er'].sum())}" in card
     for name in ("DL-MIL", "Radiomics", "Clinical"):
         assert re.search(rf"\| {name} \| \d+ \| [01]\.\d{{3}} \(", card), name
     assert str(run) not in card
