@@ -13,7 +13,8 @@ Sections, each from the bundle and the patient's own images (docs/method.md sect
 4. **DL-MIL explained**: SHAP's waterfall of the DL-MIL P(ER) (``explain.explain_model``: tree-path-dependent
    ``TreeExplainer`` on the pipeline's ExtraTrees, fed the selected, z-scored features; no background data is
    needed; ``plots.shap.waterfall_figure``).
-5. **Notes**: the patient's flags (filled inputs, warnings), with folders and image file names removed.
+5. **Notes**: the patient's flags (filled inputs, warnings), with folders, image file names and the other
+   patients' ids removed.
 
 The page names no folder and no identifier but the ``patient_id`` the user gave. It is for research use only.
 """
@@ -49,9 +50,13 @@ class PatientImages:
     offsets: list[int]
 
 
-def scrub(text: str) -> str:
-    """``text`` without folders or image file names (each becomes ``<file>``)."""
-    return _PATH.sub("<file>", text)
+def scrub(text: str, others: set[str] | frozenset[str] = frozenset()) -> str:
+    """``text`` without folders or image file names (each becomes ``<file>``) and without the ids ``others`` (other
+    patients of the same manifest, e.g. in a duplicate-image warning; each becomes ``another patient``)."""
+    text = _PATH.sub("<file>", text)
+    for other in sorted(others, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w-]){re.escape(other)}(?![\w-])", "another patient", text)
+    return text
 
 
 def percentile(training: np.ndarray, prob: float) -> float:
@@ -128,10 +133,10 @@ def _section(title: str, body: str) -> str:
 
 
 def report_html(model: Bundle, row: pd.Series, images: PatientImages | None, mil: pd.DataFrame | None,
-                network=None) -> str:
+                network=None, others: set[str] | frozenset[str] = frozenset()) -> str:
     """The page of one scored patient (module docstring): ``row`` its row of ``predictions.csv``; ``images`` its
     stack (None: no image sections); ``mil`` the MIL feature table (index patient_id); ``network`` the bundle's
-    CNN (``predict.load_cnn``) for Grad-CAM."""
+    CNN (``predict.load_cnn``) for Grad-CAM; ``others`` the other patients' ids, kept off the page."""
     from hcc_utils.plots.report import png_base64, training_position_figure
 
     pid = str(row["patient_id"])
@@ -155,7 +160,7 @@ def report_html(model: Bundle, row: pd.Series, images: PatientImages | None, mil
                               "<p>From the training patients' expected P(ER) (the base value) to this patient's, one "
                               "bar per MIL feature (its value beside the name), in probability units.</p>"
                               + _img(png_base64(_shap_figure(model, mil, pid)), "SHAP waterfall")))
-    flags = [scrub(f) for f in str(row.get("flags") or "").split("; ") if f and f != "nan"]
+    flags = [scrub(f, set(others) - {pid}) for f in str(row.get("flags") or "").split("; ") if f and f != "nan"]
     parts.append(_section("Notes", "<ul>" + "".join(f"<li>{html.escape(f)}</li>" for f in flags) + "</ul>"
                           if flags else "<p>None: every input was given and every check passed.</p>"))
     cnn = model.index.get("cnn", {})
@@ -169,14 +174,16 @@ def report_html(model: Bundle, row: pd.Series, images: PatientImages | None, mil
 
 
 def write_reports(model: Bundle, scored: pd.DataFrame, out_dir: Path | str, images: dict[str, PatientImages],
-                  mil: pd.DataFrame | None, network=None) -> list[Path]:
+                  mil: pd.DataFrame | None, network=None, ids: list[str] | None = None) -> list[Path]:
     """``out_dir/<patient>/report.html`` for every row of ``scored`` (the scored rows of ``predictions.csv``);
-    ``network``: the bundle's CNN in eval mode (``predict.load_cnn``), None to leave Grad-CAM out. The paths."""
+    ``network``: the bundle's CNN in eval mode (``predict.load_cnn``), None to leave Grad-CAM out; ``ids``: every
+    patient id of the manifest (kept off each other's pages). The paths."""
+    others = {str(i) for i in (ids if ids is not None else scored["patient_id"])}
     written = []
     for _, row in scored.iterrows():
         pid = str(row["patient_id"])
         path = artifacts.patient_report(out_dir, pid)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(report_html(model, row, images.get(pid), mil, network), encoding="utf-8")
+        path.write_text(report_html(model, row, images.get(pid), mil, network, others), encoding="utf-8")
         written.append(path)
     return written

@@ -240,5 +240,5 @@ def predict_patients(model: Bundle, manifest_table: pd.DataFrame, out_dir: Path 
         from hcc_utils.patient_report import write_reports
 
         network = load_cnn(model)[0] if "dl_mil" in model.models and stacks else None
-        write_reports(model, scored, folder, stacks, inputs.get("dl_mil"), network)
+        write_reports(model, scored, folder, stacks, inputs.get("dl_mil"), network, out["patient_id"].tolist())
     return out

@@ -26,6 +26,12 @@ def test_flags_lose_folders_and_file_names(text, kept, gone):
     assert kept in out and (gone is None or gone not in out), out
 
 
+def test_flags_lose_the_other_patients_ids():
+    text = "patient P1: the same image as patient(s) P10, P1-b (identical voxels)"
+    assert scrub(text, {"P10", "P1-b"}) == "patient P1: the same image as patient(s) another patient, another " \
+        "patient (identical voxels)"
+
+
 def test_percentile_counts_ties_half():
     assert percentile(np.array([0.1, 0.2, 0.3, 0.4]), 0.25) == 50.0
     assert percentile(np.array([0.1, 0.2, 0.2, 0.4]), 0.2) == 50.0

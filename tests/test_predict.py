@@ -136,6 +136,10 @@ def test_one_patient_from_the_command_line(run, tmp_path, capsys):
     table = pd.read_csv(out / artifacts.NEW_PREDICTIONS, dtype={"patient_id": str})
     assert table["patient_id"].tolist() == ["NEW1"] and table.at[0, "status"] == "scored"
     assert artifacts.patient_report(out, "NEW1").is_file()
+    plain = tmp_path / "plain"
+    assert main(["predict", "--model", str(run), "--image", row["image"], "--mask", row["mask"], "--no-report",
+                 "--out", str(plain)]) == 0
+    assert [p.name for p in plain.iterdir()] == [artifacts.NEW_PREDICTIONS]
     if "afp" in load_bundle(run).models["clinical"].features:
         assert "Clinical: 'afp' missing, filled with " in table.at[0, "flags"]
     assert main(["predict", "--model", str(run), "--image", row["image"], "--mask", row["mask"],
