@@ -82,3 +82,17 @@ def show_notes(result):
         return show_markdown(f"*{result.name}: no fallback or reduction was needed.*")
     lines = "\n".join(f"- {note}" for note in result.notes)
     return show_markdown(f"**{result.name}: notes and warnings**\n\n{lines}")
+
+
+def show_html_page(path: Path | None, note: str, height: int = 900):
+    """The HTML page at ``path`` (a self-contained report) in a frame of the notebook and the book; ``note`` in
+    italics when there is none."""
+    import html
+
+    from IPython.display import HTML
+
+    if path is None:
+        return show_markdown(f"*{note}*")
+    page = html.escape(Path(path).read_text(encoding="utf-8"), quote=True)
+    return HTML(f'<p><code>{html.escape(str(path))}</code></p><iframe srcdoc="{page}" style="width: 100%; '
+                f'height: {height}px; border: 1px solid #ccc;"></iframe>')
