@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from _bundle_run import new_manifest
 
 from hcc_utils import apply, artifacts, stats
 from hcc_utils.config import ParamsError, load_params, params_from_dict
@@ -124,3 +125,26 @@ def test_predictions_excluded_and_the_example_report(tmp_path):
 
 def test_the_applied_folder_holds_predict_s_table():
     assert artifacts.APPLIED_PREDICTIONS.pattern.endswith("/" + artifacts.NEW_PREDICTIONS)
+
+
+@pytest.mark.slow  # the session's smoke book (tests/conftest.py)
+def test_the_run_s_labelled_validation_patients_as_apply_manifest_give_table4_s_aucs(smoke_run, tmp_path):
+    """apply.manifest = the run's own validation patients with their outcome: notebook 10 scores them from a copy
+    of the bundle alone and finds each model's Table 4 validation AUC and CI again."""
+    import shutil
+
+    source = smoke_run.run_dir
+    run = RunFolder(tmp_path / "run")  # the shared run is only read: the bundle and Table 4 are copied
+    shutil.copytree(source / artifacts.BUNDLE_DIR, run.root / artifacts.BUNDLE_DIR)
+    shutil.copy(artifacts.TABLE4.path(RunFolder(source)), artifacts.TABLE4.path(run))
+    params = load_params(source / artifacts.PARAMS.pattern)
+    params.apply = params.apply.model_copy(update={"manifest": new_manifest(source, tmp_path / "in", outcome=True)})
+    applied = apply.apply_model(params, run)
+    assert (applied.predictions["status"] == "scored").all(), applied.predictions["flags"].tolist()
+    table = apply.auc_table(applied, params.evaluation.ci_level, run).set_index("model")
+    table4 = artifacts.read_table(run, artifacts.TABLE4).query("dataset == 'validation'").set_index("model")
+    assert list(table.index) == ["DL-MIL", "Radiomics", "Clinical"]
+    for column in ("auc", "auc_low", "auc_high"):
+        assert (table[column] - table4.loc[table.index, column]).abs().max() < 1e-9, column
+    assert (table["auc"] == table["run_validation_auc"]).all()
+    assert artifacts.APPLIED_PREDICTIONS.path(run).is_file() and artifacts.APPLIED_AUC.path(run).is_file()
