@@ -85,14 +85,16 @@ def show_notes(result):
 
 
 def show_html_page(path: Path | None, note: str, height: int = 900):
-    """The HTML page at ``path`` (a self-contained report) in a frame of the notebook and the book; ``note`` in
-    italics when there is none."""
+    """The HTML page at ``path`` (a self-contained report), under its folder and file name, in a frame of the
+    notebook and the book (``srcdoc``: nothing to link to); ``note`` in italics when there is none."""
     import html
 
     from IPython.display import HTML
 
     if path is None:
         return show_markdown(f"*{note}*")
-    page = html.escape(Path(path).read_text(encoding="utf-8"), quote=True)
-    return HTML(f'<p><code>{html.escape(str(path))}</code></p><iframe srcdoc="{page}" style="width: 100%; '
-                f'height: {height}px; border: 1px solid #ccc;"></iframe>')
+    path = Path(path)
+    page = html.escape(path.read_text(encoding="utf-8"), quote=True)
+    name = html.escape(f"{path.parent.name}/{path.name}")
+    return HTML(f'<p><code>{name}</code></p><iframe srcdoc="{page}" style="width: 100%; height: {height}px; '
+                'border: 1px solid #ccc;"></iframe>')

@@ -148,3 +148,15 @@ def test_the_run_s_labelled_validation_patients_as_apply_manifest_give_table4_s_
         assert (table[column] - table4.loc[table.index, column]).abs().max() < 1e-9, column
     assert (table["auc"] == table["run_validation_auc"]).all()
     assert artifacts.APPLIED_PREDICTIONS.path(run).is_file() and artifacts.APPLIED_AUC.path(run).is_file()
+
+
+def test_the_report_is_shown_in_a_frame_or_a_note(tmp_path):
+    from hcc_utils import notebook
+
+    page = tmp_path / "P1" / "report.html"
+    page.parent.mkdir()
+    page.write_text('<html><body><h1 class="x">P1 & "summary"</h1></body></html>', encoding="utf-8")
+    shown = notebook.show_html_page(page, "none").data
+    assert shown.startswith("<p><code>P1/report.html</code></p><iframe srcdoc=")
+    assert "&lt;h1 class=&quot;x&quot;&gt;P1 &amp; &quot;summary&quot;" in shown and "<h1" not in shown
+    assert notebook.show_html_page(None, "No report.").data == "*No report.*"
