@@ -207,6 +207,16 @@ def patient_report(out_dir: Path | str, patient_id: str) -> Path:
     """``out_dir/<patient>/report.html``: the patient's folder is its id when a plain name, else a hash of it."""
     return Path(out_dir) / file_stem(str(patient_id)) / NEW_PATIENT_REPORT
 
+# notebook 10: the bundle applied to new patients (hcc_utils.apply)
+APPLIED_PREDICTIONS = Artifact(f"applied/{NEW_PREDICTIONS}", "10_apply_model",
+                               "the new patients' scores: predict's table, one row per new patient",
+                               ("patient_id", "status", "flags"))
+APPLIED_REPORT = Artifact("applied/{patient}/report.html", "10_apply_model",
+                          "one new patient's one-page summary (when predict writes one)")
+APPLIED_AUC = Artifact("tables/applied_auc.csv", "10_apply_model",
+                       "each model's AUC (DeLong CI) on the new patients whose outcome is known",
+                       ("model", "n", "n_er", "auc", "auc_low", "auc_high"))
+
 TABLE4 = Artifact("tables/table4_models.csv", "06_comparison", "Table 4: the models on train and validation",
                   ("dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"))
 DELONG = Artifact("tables/delong.csv", "06_comparison", "DeLong's test for each pair of models",

@@ -49,6 +49,7 @@ NOTEBOOKS: list[tuple[str, str]] = [
     ("07_shap", "Explaining the model (SHAP)"),
     ("08_pathology", "MIL features and pathology"),
     ("09_robustness", "Robustness: repeated splits, permutations, optimism, scanners"),
+    ("10_apply_model", "Applying the model to new patients"),
 ]
 
 

@@ -9,14 +9,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
-from _bundle_run import smoke_run
 from sklearn.base import BaseEstimator
 
 from hcc_utils import artifacts, mil
 from hcc_utils.bundle import MODEL_SLUGS, BundleError, BundleVersionWarning, load_bundle, sha256
 from hcc_utils.run_folder import RunFolder
 
-pytestmark = pytest.mark.slow  # the shared smoke run: about two minutes once per process
+pytestmark = pytest.mark.slow  # the session's smoke book (tests/conftest.py), built once per session
 
 
 class Sneaky(BaseEstimator):
@@ -24,8 +23,9 @@ class Sneaky(BaseEstimator):
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return smoke_run(tmp_path_factory)
+def run(smoke_run):
+    """The session's smoke run folder (tests/conftest.py); only read here (what a test spoils is a copy)."""
+    return smoke_run.run_dir
 
 
 @pytest.fixture

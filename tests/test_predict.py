@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from _bundle_run import new_manifest, smoke_run
+from _bundle_run import new_manifest
 
 from hcc_utils import artifacts, mil
 from hcc_utils.__main__ import main
@@ -18,12 +18,13 @@ from hcc_utils.predict import load_cnn, one_patient_manifest, predict_patients, 
 from hcc_utils.run_folder import RunFolder
 from hcc_utils.stack import make_stack
 
-pytestmark = pytest.mark.slow  # the shared smoke run: about two minutes once per process
+pytestmark = pytest.mark.slow  # the session's smoke book (tests/conftest.py), built once per session
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return smoke_run(tmp_path_factory)
+def run(smoke_run):
+    """The session's smoke run folder (tests/conftest.py); only read here (what a test spoils is a copy)."""
+    return smoke_run.run_dir
 
 
 @pytest.fixture(scope="module")
