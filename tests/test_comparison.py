@@ -401,7 +401,7 @@ def test_oracle_is_unavailable_without_ground_truth(run, tmp_path):
 def test_oracle_finds_a_generated_synthetic_cohort_and_never_generates_one(run, tmp_path, monkeypatch):
     calls = []
 
-    def generate_cohort(cfg, out):
+    def generate_cohort(cfg, out, n_jobs=None):
         calls.append(out)
         write_cohort(Path(out), make_predictions())
 
