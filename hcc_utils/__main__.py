@@ -1,4 +1,4 @@
-"""Command line: ``python -m hcc_utils {run, check, synth, crop, dicom2nifti}``.
+"""Command line: ``python -m hcc_utils {run, check, predict, synth, crop, dicom2nifti}``.
 
 Each command imports only what it needs, so ``crop`` and ``dicom2nifti`` start fast (no torch). Bad input to any
 command (an option out of range, a missing or invalid file, an output that exists or cannot be written) ends in
@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 BAD_INPUT = ("pydantic:ValidationError", "hcc_utils.config:ParamsError", "hcc_utils.inputs_check:PatientInputError",
-             "hcc_utils.cohort:CohortError", "hcc_utils.runner:RunError", "hcc_utils.synth.truth:GroundTruthError")
+             "hcc_utils.cohort:CohortError", "hcc_utils.manifest_check:CohortError", "hcc_utils.runner:RunError",
+             "hcc_utils.synth.truth:GroundTruthError", "hcc_utils.bundle:BundleError",
+             "hcc_utils.predict:PredictError")
 """The exceptions (``module:class``) that mean bad input rather than a bug, besides ``UsageError`` and ``OSError``.
 Looked up only among the modules already imported: an exception of a module never loaded cannot have been raised."""
 
@@ -42,6 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--params", required=True, type=Path, help="parameter file, e.g. params/default.yaml")
     check.add_argument("--out", type=Path, help="CSV of the findings (default: check-<params name>.csv here, "
                        "never overwritten)")
+
+    predict = sub.add_parser("predict", help="score new patients with a run's model bundle (runs/NAME/model/): "
+                             "each model's probability of ER and class at its cut-off")
+    predict.add_argument("--model", required=True, type=Path, help="a run folder whose notebook 05 finished (or "
+                         "its model/ folder)")
+    predict.add_argument("--manifest", type=Path, help="CSV of new patients: patient_id, image, mask (relative to "
+                         "the CSV) and any clinical columns; no outcome needed")
+    predict.add_argument("--image", type=Path, help="one patient's CT, instead of --manifest (with --mask)")
+    predict.add_argument("--mask", type=Path, help="that patient's tumour mask")
+    predict.add_argument("--clinical", nargs="+", default=[], metavar="NAME=VALUE",
+                         help="that patient's clinical values, e.g. age=61 afp=420 gender=M")
+    predict.add_argument("--patient-id", default="patient", help="that patient's id in the output")
+    predict.add_argument("--out", required=True, type=Path, help="output folder, empty or new (predictions.csv, "
+                         "and <patient>/report.html per scored patient)")
+    predict.add_argument("--no-report", action="store_true", help="write predictions.csv only, no per-patient "
+                         "one-page HTML summaries")
+    predict.add_argument("--force", action="store_true", help=f"write into a folder that is not empty: {force}")
 
     synth = sub.add_parser("synth", help="generate a synthetic HCC cohort (NIfTI volumes, masks, cohort.csv)")
     synth.add_argument("--n", type=int, default=191, help="patients (default 191, the paper's cohort size)")
@@ -72,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     A wrong command or option (argparse's own check) exits with 2 through ``SystemExit`` after argparse's usage
     line."""
     args = _parser().parse_args(argv)
-    command = {"run": _run, "check": _check, "synth": _synth, "crop": _crop, "dicom2nifti": _dicom2nifti}[args.command]
+    command = {"run": _run, "check": _check, "predict": _predict, "synth": _synth, "crop": _crop,
+               "dicom2nifti": _dicom2nifti}[args.command]
     try:
         return command(args)
     except _bad_input() as err:
@@ -219,6 +239,40 @@ def _check(args: argparse.Namespace) -> int:
         print(f"cannot run: {err}")
     print(f"findings written to {out}")
     return 1 if problems else 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """``predict``: 0 when every patient was scored, 1 when some were excluded (named on stdout and in the
+    table), 2 for bad arguments, a changed bundle or a manifest that cannot be read (through :func:`main`)."""
+    if (args.manifest is None) == (args.image is None):
+        raise UsageError("give either --manifest (a CSV of patients) or --image with --mask (one patient)")
+    if args.image is not None and args.mask is None:
+        raise UsageError("--image needs --mask (the tumour mask of that image)")
+    if args.manifest is not None and (args.mask is not None or args.clinical):
+        raise UsageError("--mask and --clinical go with --image; with --manifest, put them in the CSV")
+    clinical = {}
+    for item in args.clinical:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise UsageError(f"--clinical {item!r}: write NAME=VALUE, e.g. age=61 afp=420 gender=M")
+        clinical[name.strip()] = value.strip()
+    writable_folder(args.out, args.force)
+    from hcc_utils import artifacts
+    from hcc_utils.bundle import load_bundle
+    from hcc_utils.predict import one_patient_manifest, predict_patients, read_new_manifest
+
+    model = load_bundle(args.model)
+    manifest = (read_new_manifest(args.manifest, model) if args.manifest is not None
+                else one_patient_manifest(args.image, args.mask, clinical, args.patient_id))
+    table = predict_patients(model, manifest.table, args.out, manifest.problems, reports=not args.no_report)
+    scored = int((table["status"] == "scored").sum())
+    print(f"scored {scored} of {len(table)} patient(s) with the bundle of run '{model.index.get('run')}'; "
+          f"written to {args.out / artifacts.NEW_PREDICTIONS}")
+    if scored and not args.no_report:
+        print(f"one-page summary of each scored patient: {args.out}/<patient>/{artifacts.NEW_PATIENT_REPORT}")
+    for row in table[table["status"] != "scored"].itertuples(index=False):
+        print(f"  excluded: {row.flags}")
+    return 0 if scored == len(table) else 1
 
 
 def _free_name(path: Path) -> Path:

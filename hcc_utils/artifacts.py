@@ -15,13 +15,15 @@ The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)
     params.yaml  provenance.json  status.json  exclusions.csv  book_build.log   (the runner, every stage)
     tables/      cohort_split.csv, input_check.csv (01), cnn_history.csv, table3_slice_cnn.csv,
                  cnn_cross_fit.csv (03), mil_features.csv (04), <slug>_selection.csv, <slug>_grid.csv,
-                 radiomics_icc.csv, table2_baseline.csv (05), table4_models.csv, delong.csv (06),
-                 table5_pathology.csv (08), robustness_optimism.csv, robustness_fit.csv (09), and NAME.csv a
-                 notebook shows
+                 radiomics_icc.csv, table2_baseline.csv, combined_coefficients.csv (05), table4_models.csv,
+                 delong.csv, nri_idi.csv (06), table5_pathology.csv (08), robustness_optimism.csv,
+                 robustness_fit.csv (09), and NAME.csv a notebook shows
     figures/     NAME.png
     models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv,
                  cnn_cross_fit_folds.csv (03), <slug>.joblib, <slug>_features.json (05)
     predictions/ slice_predictions.csv, slice_predictions_cross_fit.csv (03), <slug>_patients.csv (05)
+    model/       the model bundle (05): bundle.json, params.yaml, cnn.pt, mil_idf.json, radiomics.yaml, models.json,
+                 <slug>.skops (``hcc_utils.bundle``; no pickle)
     cache/       checks/<patient>.json (01); stacks/<patient>.npz, .json and slices/dataset.npz, dataset.json,
                  patients.csv, stack_info.csv (02); cnn/<architecture>_slices.csv, _history.csv,
                  _validation_chosen.pt, _validation_chosen_train_pass.csv (leak_free, the optimism audit's),
@@ -178,11 +180,50 @@ PATIENT_PREDICTIONS = Artifact("predictions/{slug}_patients.csv", "05_models",
                                "a model's ER probability per patient", PATIENT_PREDICTION_COLUMNS)
 SELECTION = Artifact("tables/{slug}_selection.csv", "05_models", "where each feature left the selection")
 GRID = Artifact("tables/{slug}_grid.csv", "05_models", "the grid search's candidates")
+COMBINED_COEFFICIENTS = Artifact("tables/combined_coefficients.csv", "05_models", "the Combined model's logistic "
+                                 "coefficients (raw units), odds ratios with CI, p",
+                                 ("term", "coefficient", "odds_ratio", "or_low", "or_high", "p"))
+
+# the model bundle (hcc_utils.bundle): what scoring a new patient needs, and nothing that runs code when loaded
+BUNDLE_DIR = "model"
+BUNDLE_INDEX = Artifact("model/bundle.json", "05_models", "the bundle's files and SHA-256, package versions, CNN")
+BUNDLE_PARAMS = Artifact("model/params.yaml", "05_models", "the run's parameters (preprocessing, stack, CNN, MIL)")
+BUNDLE_CNN = Artifact("model/cnn.pt", "05_models", "the chosen CNN's state dict (torch.load weights_only)")
+BUNDLE_IDF = Artifact("model/mil_idf.json", "05_models", "the BoW idf per token, as fitted for the training features")
+BUNDLE_RADIOMICS = Artifact("model/radiomics.yaml", "05_models", "the PyRadiomics settings of the run")
+BUNDLE_MODELS = Artifact("model/models.json", "05_models", "per model: selected features, cut-off, fill values")
+BUNDLE_PIPELINE = Artifact("model/{slug}.skops", "05_models", "a fitted model pipeline, stored with skops")
+BUNDLE_TRAINING = Artifact("model/training_probabilities.csv", "05_models", "the training patients' out-of-fold "
+                           "probability of ER per model (where a new patient falls)", ("model", "prob"))
+BUNDLE_CARD = Artifact("model/MODEL_CARD.md", "05_models", "the model card (hcc_utils.model_card): intended use, "
+                       "cohort, validation AUC and calibration, limitations")
+NEW_PREDICTIONS = "predictions.csv"
+"""``python -m hcc_utils predict``'s output in its ``--out`` folder: one row per new patient."""
+NEW_PATIENT_REPORT = "report.html"
+"""``predict``'s one-page summary of a scored patient, ``--out/<patient>/report.html`` (:func:`patient_report`)."""
+
+
+def patient_report(out_dir: Path | str, patient_id: str) -> Path:
+    """``out_dir/<patient>/report.html``: the patient's folder is its id when a plain name, else a hash of it."""
+    return Path(out_dir) / file_stem(str(patient_id)) / NEW_PATIENT_REPORT
+
+# notebook 10: the bundle applied to new patients (hcc_utils.apply)
+APPLIED_PREDICTIONS = Artifact(f"applied/{NEW_PREDICTIONS}", "10_apply_model",
+                               "the new patients' scores: predict's table, one row per new patient",
+                               ("patient_id", "status", "flags"))
+APPLIED_REPORT = Artifact("applied/{patient}/report.html", "10_apply_model",
+                          "one new patient's one-page summary (when predict writes one)")
+APPLIED_AUC = Artifact("tables/applied_auc.csv", "10_apply_model",
+                       "each model's AUC (DeLong CI) on the new patients whose outcome is known",
+                       ("model", "n", "n_er", "auc", "auc_low", "auc_high"))
 
 TABLE4 = Artifact("tables/table4_models.csv", "06_comparison", "Table 4: the models on train and validation",
                   ("dataset", "model", "accuracy", "auc", "auc_low", "auc_high", "sensitivity", "specificity"))
 DELONG = Artifact("tables/delong.csv", "06_comparison", "DeLong's test for each pair of models",
                   ("dataset", "model_a", "model_b", "auc_a", "auc_b", "z", "p"))
+NRI_IDI = Artifact("tables/nri_idi.csv", "06_comparison", "continuous NRI and IDI of a model over another, with "
+                   "bootstrap CIs", ("dataset", "new", "old", "n", "nri", "nri_low", "nri_high", "nri_events",
+                                     "nri_nonevents", "idi", "idi_low", "idi_high"))
 TABLE5 = Artifact("tables/table5_pathology.csv", "08_pathology", "Table 5: MIL features vs pathology",
                   ("feature", "indicator", "r", "r_low", "r_high", "p"))
 
@@ -281,6 +322,11 @@ def file_stem(patient_id: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", patient_id):
         return patient_id
     return "p" + hashlib.sha256(patient_id.encode()).hexdigest()[:16]
+
+
+def bundle_file(folder: Path | str, artifact: Artifact, **names: str) -> Path:
+    """A bundle file's path in a bundle folder (``runs/NAME/model``, or a copy of it anywhere)."""
+    return Path(folder) / Path(artifact.pattern.format(**names)).relative_to(BUNDLE_DIR)
 
 
 def table_path(run, name: str) -> Path:

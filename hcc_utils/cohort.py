@@ -97,8 +97,9 @@ def synthetic_dir(cfg, root: Path | None = None) -> Path:
     return root / f"synthetic-n{cfg.n}-s{cfg.seed}-{cfg.cache_key()}"
 
 
-def ensure_synthetic(cfg, root: Path | None = None) -> Path:
-    """The synthetic cohort's manifest for ``cfg`` (a ``SyntheticCohort``): generated on first use, then reused.
+def ensure_synthetic(cfg, root: Path | None = None, n_jobs: int = 2) -> Path:
+    """The synthetic cohort's manifest for ``cfg`` (a ``SyntheticCohort``): generated on first use (``n_jobs``
+    processes; the bytes do not depend on it), then reused.
 
     Generation writes into a temporary folder that is renamed into place when complete, so an interrupted run
     never leaves a half-written cohort behind.
@@ -113,7 +114,7 @@ def ensure_synthetic(cfg, root: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=root))
     try:
-        synth.generate_cohort(cfg, tmp)
+        synth.generate_cohort(cfg, tmp, n_jobs=n_jobs)
         try:
             tmp.rename(target)
         except OSError:  # another process finished first

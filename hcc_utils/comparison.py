@@ -1,6 +1,6 @@
-"""Comparison of the three models (docs/method.md section 6, the paper's Table 4 and Fig. 5): Table 4, DeLong
-tests, ROC, decision and calibration curves, the sample-size check, and (synthetic cohorts only) the oracle
-AUC.
+"""Comparison of the models (docs/method.md section 6, the paper's Table 4 and Fig. 5; the fourth, Combined, is
+not the paper's): Table 4, DeLong tests, ROC, decision and calibration curves, the sample-size check, and
+(synthetic cohorts only) the oracle AUC. The NRI and IDI over the Clinical model are ``hcc_utils.incremental``'s.
 
 Input: stage 05's per-patient prediction files, read by ``hcc_utils.model_predictions``; the models and their
 order come from ``hcc_utils.model_registry``. Validation rows always use ``prob`` (the final model, fitted on

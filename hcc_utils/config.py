@@ -11,7 +11,7 @@ wrong types and out-of-range values are errors that name the key, the value and 
 
 Sections map to stages: ``cohort`` (section 1 of docs/method.md, data), ``preprocess`` (1), ``slices`` (2), ``cnn``
 (3), ``mil`` (4), ``selection`` and ``model`` (5), ``radiomics`` and ``clinical`` (5), ``evaluation`` (6),
-``explain`` and ``pathology`` (6), ``robustness`` (10).
+``explain`` and ``pathology`` (6), ``robustness`` (10), ``apply`` (11).
 
 One path rule (``ParamsPath``): a relative path in a params file (``cohort.manifest``, ``radiomics.settings``,
 ``cnn.weights.<architecture>``) is relative to that file's folder, whatever the working directory. Loaded
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from hcc_utils.config_sections import (  # noqa: F401  (re-exported: import the sections from config)
     CNN_ARCHITECTURES,
     SHIPPED_PARAMS_DIR,
+    ApplyConfig,
     ClinicalConfig,
     CNNConfig,
     CohortConfig,
@@ -71,6 +72,7 @@ class Params(_Section):
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     pathology: PathologyConfig = Field(default_factory=PathologyConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
+    apply: ApplyConfig = Field(default_factory=ApplyConfig)
 
     source: Path | None = Field(None, exclude=True, description="the file these were read from")
 
@@ -92,6 +94,18 @@ class Params(_Section):
                 raise ValueError(f"training_predictions is 'cross_fit' but {reason}; set cnn.cross_fit_folds "
                                  "(K >= 2) under protocol leak_free, or choose 'protocol', 'eval' or 'train_pass'")
         return mil
+
+    @field_validator("apply")
+    @classmethod
+    def _new_patients(cls, apply: ApplyConfig, info: ValidationInfo) -> ApplyConfig:
+        """``apply.synthetic_seed`` must differ from the run's own synthetic seed (the same seed would give the
+        run's own patients back, not new ones)."""
+        cohort = info.data.get("cohort")
+        synthetic = getattr(cohort, "synthetic", None)
+        if apply.manifest is None and synthetic is not None and apply.synthetic_seed == synthetic.seed:
+            raise ValueError(f"synthetic_seed {apply.synthetic_seed} is the run's own cohort.synthetic.seed: the "
+                             "new patients would be the run's own; choose another seed (or leave it unset)")
+        return apply
 
     def dump_yaml(self) -> str:
         """The validated parameters as YAML (paths as strings), for the run folder and provenance."""

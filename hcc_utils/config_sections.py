@@ -394,3 +394,17 @@ class RobustnessConfig(_Section):
         if v == 0:
             raise ValueError("n_jobs must be -1 (all cores) or a positive number of processes")
         return v
+
+
+class ApplyConfig(_Section):
+    """Notebook 10: the run's model bundle applied to new patients (hcc_utils.apply; docs/method.md section 11)."""
+
+    manifest: ParamsPath | None = Field(None, description="new patients' manifest (patient_id, image, mask and any "
+                                        "clinical columns; er optional: with it, each model's AUC on them), "
+                                        "relative to the params file; null: a new synthetic cohort (below)")
+    synthetic_seed: int | None = Field(None, ge=0, description="seed of the new synthetic cohort (when manifest is "
+                                       "null and the run's cohort is synthetic): the run's generator settings "
+                                       "with this seed and synthetic_n; null: the run's synthetic seed + 1000")
+    synthetic_n: int = Field(40, ge=8, le=100_000, description="patients of the new synthetic cohort")
+    n_jobs: int = Field(2, ge=1, le=256, description="processes that generate the new synthetic cohort (the "
+                        "bytes do not depend on it)")

@@ -81,6 +81,42 @@ class FeatureSelector(TransformerMixin, BaseEstimator):
         return np.asarray(self.selected_, dtype=object)
 
 
+class SelectedColumns(TransformerMixin, BaseEstimator):
+    """A fitted ``FeatureSelector`` reduced to its outcome: the selected columns, by name, values unchanged.
+
+    What the model bundle stores in a pipeline's ``select`` step (``hcc_utils.bundle``): ``transform`` gives what
+    the fitted selector's does, and it holds plain names only (no ``SelectionResult``, no DataFrame), so
+    ``skops`` can store and load it without running code. ``frozen(selector)`` makes one.
+    """
+
+    def __init__(self, columns: list[str] | None = None):
+        self.columns = columns
+
+    def fit(self, X=None, y=None):
+        """Nothing to fit: the columns were chosen by the ``FeatureSelector`` it stands for."""
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The selected columns of ``X`` (a DataFrame holding them; other columns are ignored)."""
+        columns = list(self.columns or [])
+        missing = [f for f in columns if f not in X.columns]
+        if missing:
+            raise SelectionError(f"the table lacks the selected feature(s) {missing[:5]}")
+        return X[columns]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.asarray(list(self.columns or []), dtype=object)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return True
+
+
+def frozen(selector: FeatureSelector) -> SelectedColumns:
+    """The fitted ``selector`` as a :class:`SelectedColumns` of its selected features (input order)."""
+    check_is_fitted(selector, "selected_")
+    return SelectedColumns([str(f) for f in selector.selected_])
+
+
 def selection_stability(features_in: list[str], fold_selected: list[list[str]], final: list[str]) -> pd.DataFrame:
     """Per feature selected by the final fit or by at least one CV fold fit: in how many folds it was selected.
 

@@ -205,8 +205,8 @@ def plan_split(check: CohortCheck, params: Params) -> pd.DataFrame:
 
 
 def preflight(params: Params) -> list[str]:
-    """Problems with the files the parameters name (radiomics settings, CNN weights, the patient SHAP explains),
-    found before any chapter starts; empty when all can be used."""
+    """Problems with the files the parameters name (radiomics settings, CNN weights, the patient SHAP explains,
+    notebook 10's new patients), found before any chapter starts; empty when all can be used."""
     problems = []
     if params.radiomics.enabled:
         from hcc_utils.radiomics import RadiomicsError, load_extractor, settings_path
@@ -220,6 +220,9 @@ def preflight(params: Params) -> list[str]:
         if weights is not None and not Path(weights).is_file():
             problems.append(f"cnn.weights.{architecture}: '{weights}' not found; give a local state-dict file or "
                             "remove the entry to start from random weights")
+    if params.apply.manifest is not None and not Path(params.apply.manifest).is_file():
+        problems.append(f"apply.manifest: '{params.apply.manifest}' not found; give notebook 10's new patients' "
+                        "manifest (a CSV) or remove the key to score a new synthetic cohort")
     if params.explain.patient is not None:
         ids = set(read_manifest(manifest_path(params), params.cohort.columns).table["patient_id"])
         if str(params.explain.patient) not in ids:

@@ -319,12 +319,14 @@ def _cohort_size(path: Path, table: pd.DataFrame, problems: pd.DataFrame, n_rows
                           f"train the models, 1 to validate){listed}")
 
 
-def read_manifest(path: Path | str, columns: dict[str, str] | None = None) -> ManifestResult:
+def read_manifest(path: Path | str, columns: dict[str, str] | None = None, outcome: bool = True) -> ManifestResult:
     """Read a manifest, check every row, and return the usable rows with every problem found.
 
     Args:
         path: ``cohort.csv``; image and mask paths in it are relative to its folder (absolute paths work too).
         columns: manifest column -> the file's own name (``cohort.columns``).
+        outcome: False for new patients to score (``hcc_utils.predict``): ``er`` is optional and unchecked (NaN
+            when absent), and the cohort-size checks are skipped.
 
     Returns:
         ManifestResult: ``table`` (usable rows; paths absolute; ``er`` int; codings as in ``hcc_utils.cohort``;
@@ -347,13 +349,14 @@ def read_manifest(path: Path | str, columns: dict[str, str] | None = None) -> Ma
     if twice:
         raise CohortError(f"{path}: column(s) {twice} appear more than once in the header (with cohort.columns "
                           "applied); keep one of each")
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    required = [c for c in REQUIRED_COLUMNS if outcome or c != "er"]
+    missing = [c for c in required if c not in raw.columns]
     separator = _separator(text, raw.shape[1])
     if missing and separator:
         raise CohortError(f"{path}: the manifest seems to be separated by {separator} — save it as comma-separated "
                           f"CSV (read with commas, its header is {raw.shape[1]} column(s) and lacks {missing})")
     if missing:
-        raise CohortError(f"{path}: missing column(s) {missing}; the manifest needs {REQUIRED_COLUMNS} (map your "
+        raise CohortError(f"{path}: missing column(s) {missing}; the manifest needs {required} (map your "
                           "own names with 'cohort.columns' in the params file)")
     if raw.empty:
         raise CohortError(f"{path}: the manifest has a header but no patients; add one row per patient")
@@ -371,7 +374,8 @@ def read_manifest(path: Path | str, columns: dict[str, str] | None = None) -> Ma
     _check_ids(pids, lines_of, found, out)
     pids = pids.fillna("")
     rows = raw.drop(empty)
-    _check_outcome(rows["er"], pids, lines_of, found, out)
+    if outcome:
+        _check_outcome(rows["er"], pids, lines_of, found, out)
     _check_paths(rows, pids, lines_of, found, out)
     table = typed.loc[rows.index, MANIFEST_COLUMNS + [c for c in typed.columns if c not in MANIFEST_COLUMNS]].copy()
     table["patient_id"] = pids
@@ -393,6 +397,7 @@ def read_manifest(path: Path | str, columns: dict[str, str] | None = None) -> Ma
     problems = problems.assign(_order=order).sort_values(["row", "_order"], kind="stable")
     problems = problems.drop(columns="_order").reset_index(drop=True)
     table = table.drop(index=sorted(out)).reset_index(drop=True)
-    table["er"] = table["er"].astype(int)
-    _cohort_size(path, table, problems, len(rows))
+    if outcome:
+        table["er"] = table["er"].astype(int)
+        _cohort_size(path, table, problems, len(rows))
     return ManifestResult(table=table, problems=problems)

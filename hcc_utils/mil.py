@@ -183,15 +183,61 @@ def _documents(bins: pd.Series, tokens: list[str]) -> pd.Series:
     return words.groupby(level=0, sort=True).agg(" ".join)
 
 
-def _tfidf(documents: pd.Series, fit_ids: list[str], tokens: list[str], names: list[str]) -> pd.DataFrame:
+def _vectoriser(documents: pd.Series, fit_ids: list[str], tokens: list[str],
+                idf: dict[str, float] | None = None) -> TfidfVectorizer:
+    """The TF-IDF transform of ``tokens``: fitted on the documents of ``fit_ids``, or given its ``idf``."""
     vectoriser = TfidfVectorizer(vocabulary=tokens, token_pattern=_TOKEN_PATTERN, lowercase=False)
-    vectoriser.fit(documents.loc[fit_ids].tolist())
-    weights = vectoriser.transform(documents.tolist()).toarray()
+    if idf is None:
+        return vectoriser.fit(documents.loc[fit_ids].tolist())
+    vectoriser.idf_ = np.asarray([idf[t] for t in tokens], dtype=np.float64)
+    return vectoriser
+
+
+def _tfidf(documents: pd.Series, fit_ids: list[str], tokens: list[str], names: list[str],
+           idf: dict[str, float] | None = None) -> pd.DataFrame:
+    weights = _vectoriser(documents, fit_ids, tokens, idf).transform(documents.tolist()).toarray()
     return pd.DataFrame(weights, index=documents.index, columns=names)
 
 
+def _bins(slice_predictions: pd.DataFrame, label_threshold: float) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    table = _check_predictions(slice_predictions).set_index("patient_id")
+    prob_bin = pd.Series(probability_bin(table["prob"]), index=table.index)
+    label_bin = pd.Series((table["prob"].to_numpy() >= label_threshold).astype(int), index=table.index)
+    return table, prob_bin, label_bin
+
+
+def _fit_ids(patients: list[str], train_ids: Iterable[str], idf_on: IdfOn) -> list[str]:
+    if idf_on not in ("train", "all"):
+        raise ValueError(f"idf_on must be 'train' or 'all', got {idf_on!r}")
+    if idf_on == "all":
+        return patients
+    train = set(map(str, train_ids))
+    fit_ids = [p for p in patients if p in train]
+    if not fit_ids:
+        raise MILError("none of the training patients has slice predictions; the idf cannot be fitted "
+                       "on training patients (check the split and notebook 03's output)")
+    return fit_ids
+
+
+def fit_idf(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_on: IdfOn = "train",
+            label_threshold: float = 0.5) -> dict[str, float]:
+    """The BoW step's fitted state: the idf of every token (``p00`` .. ``p10``, ``y0``, ``y1``; dimensionless,
+    ``ln((1 + n) / (1 + df)) + 1``), fitted as :func:`mil_features` fits it (docs/method.md section 4).
+
+    ``mil_features(..., idf=fit_idf(...))`` gives the same features as fitting inside ``mil_features``; the model
+    bundle keeps it to score new patients with the training-fitted idf (``hcc_utils.bundle``).
+    """
+    _, prob_bin, label_bin = _bins(slice_predictions, label_threshold)
+    prob_docs, label_docs = _documents(prob_bin, _PROB_TOKENS), _documents(label_bin, _LABEL_TOKENS)
+    fit_ids = _fit_ids(prob_docs.index.tolist(), train_ids, idf_on)
+    idf = {}
+    for docs, tokens in ((prob_docs, _PROB_TOKENS), (label_docs, _LABEL_TOKENS)):
+        idf |= dict(zip(tokens, _vectoriser(docs, fit_ids, tokens).idf_.tolist(), strict=True))
+    return idf
+
+
 def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_on: IdfOn = "train",
-                 label_threshold: float = 0.5) -> pd.DataFrame:
+                 label_threshold: float = 0.5, idf: dict[str, float] | None = None) -> pd.DataFrame:
     """PLH and BoW features of every patient in ``slice_predictions`` (docs/method.md section 4).
 
     Args:
@@ -201,6 +247,8 @@ def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_
             (ids absent from ``slice_predictions``, e.g. excluded patients, are ignored).
         idf_on: ``"train"`` (leak_free) or ``"all"`` (onekey_compat); see ``idf_on_for``.
         label_threshold: predicted label is ``prob >= label_threshold`` (``params.mil.label_threshold``).
+        idf: a fitted idf per token (:func:`fit_idf`, e.g. a model bundle's): used as given, nothing is fitted
+            and ``train_ids`` / ``idf_on`` are ignored (new patients scored with the training-fitted idf).
 
     Returns:
         DataFrame indexed by ``patient_id`` (sorted), the 26 columns of ``FEATURE_COLUMNS`` in that order.
@@ -209,12 +257,7 @@ def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_
         MILError: missing columns, probabilities outside [0, 1] (naming the patients), several architectures, or
             no training patient in the predictions when ``idf_on="train"``.
     """
-    if idf_on not in ("train", "all"):
-        raise ValueError(f"idf_on must be 'train' or 'all', got {idf_on!r}")
-    table = _check_predictions(slice_predictions).set_index("patient_id")
-    prob_bin = pd.Series(probability_bin(table["prob"]), index=table.index)
-    label_bin = pd.Series((table["prob"].to_numpy() >= label_threshold).astype(int), index=table.index)
-
+    _, prob_bin, label_bin = _bins(slice_predictions, label_threshold)
     plh_prob = pd.crosstab(prob_bin.index, prob_bin.to_numpy(), normalize="index")
     plh_prob = plh_prob.reindex(columns=range(11), fill_value=0.0)
     plh_label = pd.crosstab(label_bin.index, label_bin.to_numpy(), normalize="index")
@@ -225,16 +268,9 @@ def mil_features(slice_predictions: pd.DataFrame, train_ids: Iterable[str], idf_
     prob_docs = _documents(prob_bin, _PROB_TOKENS)
     label_docs = _documents(label_bin, _LABEL_TOKENS)
     patients = prob_docs.index.tolist()
-    if idf_on == "train":
-        train = set(map(str, train_ids))
-        fit_ids = [p for p in patients if p in train]
-        if not fit_ids:
-            raise MILError("none of the training patients has slice predictions; the idf cannot be fitted "
-                           "on training patients (check the split and notebook 03's output)")
-    else:
-        fit_ids = patients
-    bow = pd.concat([_tfidf(prob_docs, fit_ids, _PROB_TOKENS, BOW_COLUMNS[:11]),
-                     _tfidf(label_docs, fit_ids, _LABEL_TOKENS, BOW_COLUMNS[11:])], axis=1)
+    fit_ids = _fit_ids(patients, train_ids, idf_on) if idf is None else []
+    bow = pd.concat([_tfidf(prob_docs, fit_ids, _PROB_TOKENS, BOW_COLUMNS[:11], idf),
+                     _tfidf(label_docs, fit_ids, _LABEL_TOKENS, BOW_COLUMNS[11:], idf)], axis=1)
 
     features = pd.concat([plh.loc[patients], bow], axis=1)[FEATURE_COLUMNS].astype(float)
     features.index = pd.Index(patients, name="patient_id")

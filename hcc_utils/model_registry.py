@@ -3,7 +3,7 @@
 Notebooks 05-08, ``hcc_utils.comparison`` and the figures read this list; a model's files in the run folder are
 named by its slug (``hcc_utils.artifacts``: ``models/<slug>.joblib``, ``predictions/<slug>_patients.csv``).
 Adding a model is one ``ModelSpec`` here plus its section in notebook 05 (which calls ``modeling.fit_recipe``
-with the model's name and feature table).
+with the model's name and feature table; the Combined model is fitted by ``hcc_utils.combined`` instead).
 """
 
 from __future__ import annotations
@@ -30,8 +30,12 @@ MODELS: tuple[ModelSpec, ...] = (
               "#2471a3"),
     ModelSpec("Clinical", "clinical", "the clinical variables of Table 2 with training p below clinical.p_threshold",
               "#229954"),
+    ModelSpec("Combined", "combined", "the DL-MIL score (logit of its out-of-fold probability on training patients) "
+              "and the Clinical model's variables, in a logistic regression (hcc_utils.combined)", "#e69f00"),
 )
-"""In the order of the paper's tables (DeLong pairs follow it: DL-MIL vs Radiomics, vs Clinical, ...)."""
+"""In the order of the paper's tables (DeLong pairs follow it: DL-MIL vs Radiomics, vs Clinical, ...). Combined
+(Okabe-Ito orange, set apart from the others by its lightness as well as its hue) is not the paper's: it is fitted
+after the three, from their outputs (docs/method.md section 5, "Combined")."""
 
 REFERENCE_COLOURS = {"Treat all": "#7f8c8d", "Treat none": "#17202a"}
 """Decision curves' reference strategies."""

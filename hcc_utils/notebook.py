@@ -82,3 +82,19 @@ def show_notes(result):
         return show_markdown(f"*{result.name}: no fallback or reduction was needed.*")
     lines = "\n".join(f"- {note}" for note in result.notes)
     return show_markdown(f"**{result.name}: notes and warnings**\n\n{lines}")
+
+
+def show_html_page(path: Path | None, note: str, height: int = 900):
+    """The HTML page at ``path`` (a self-contained report), under its folder and file name, in a frame of the
+    notebook and the book (``srcdoc``: nothing to link to); ``note`` in italics when there is none."""
+    import html
+
+    from IPython.display import HTML
+
+    if path is None:
+        return show_markdown(f"*{note}*")
+    path = Path(path)
+    page = html.escape(path.read_text(encoding="utf-8"), quote=True)
+    name = html.escape(f"{path.parent.name}/{path.name}")
+    return HTML(f'<p><code>{name}</code></p><iframe srcdoc="{page}" style="width: 100%; height: {height}px; '
+                'border: 1px solid #ccc;"></iframe>')

@@ -47,6 +47,10 @@ def seeds(params: Params) -> dict[str, int]:
              "model_seed": params.model.seed}
     if params.cohort.synthetic is not None:
         found["synthetic_seed"] = params.cohort.synthetic.seed
+        if params.apply.manifest is None:
+            from hcc_utils.apply import new_synthetic_settings
+
+            found["apply_synthetic_seed"] = new_synthetic_settings(params).seed
     return found
 
 

@@ -1,9 +1,10 @@
 """The patient-level chain of notebook 05, refitted on any split of the cohort (notebook 09; docs/method.md
 section 10).
 
-``score_split(inputs, split, er, params)`` fits the three models on the training patients of ``split`` with the
-labels ``er`` (the true ones, or permuted ones for the permutation test) and returns each model's ER probability
-for the validation patients of ``split``. Everything fitted sees that split's training patients only:
+``score_split(inputs, split, er, params)`` fits the three base models (not notebook 05's Combined model) on the
+training patients of ``split`` with the labels ``er`` (the true ones, or permuted ones for the permutation test)
+and returns each model's ER probability for the validation patients of ``split``. Everything fitted sees that
+split's training patients only:
 
 - DL-MIL: the PLH and BoW features of the given slice probabilities (``mil.mil_features``, idf fitted on the
   split's training patients), or a fixed MIL table (the run's own, for the run's own split only);
@@ -60,8 +61,10 @@ class ChainInputs:
 
     @property
     def models(self) -> list[str]:
-        """The models this chain fits, in the registry's order."""
-        return [name for name in model_registry.names() if name != "Radiomics" or self.reader1 is not None]
+        """The models this chain fits, in the registry's order: those it has a fitter for (DL-MIL, Radiomics,
+        Clinical; not the Combined model of notebook 05), Radiomics only with its features."""
+        return [name for name in model_registry.names()
+                if name in _FITTERS and (name != "Radiomics" or self.reader1 is not None)]
 
 
 def chain_inputs(params: Params, run: RunFolder, slice_probs: pd.DataFrame | None = None,

@@ -32,6 +32,8 @@ BOOK_TEMPLATE_DIR = PROJECT_ROOT / "book"
 METHOD_FILE = PROJECT_ROOT / "docs" / "method.md"
 #: The Methods chapter: its page in the book (``METHOD_FILE`` copied as ``<METHODS_PAGE>.md``) and its title.
 METHODS_PAGE, METHODS_TITLE = "methods", "Methods"
+#: The model card chapter (``model/MODEL_CARD.md`` of the run, when its bundle is written), before Methods.
+MODEL_CARD_PAGE, MODEL_CARD_TITLE = "model_card", "Model card"
 
 INTAKE_NOTEBOOK = "01_preprocessing"
 """The chapter that decides who is usable and the split; the runner checks the cohort before it runs."""
@@ -47,6 +49,7 @@ NOTEBOOKS: list[tuple[str, str]] = [
     ("07_shap", "Explaining the model (SHAP)"),
     ("08_pathology", "MIL features and pathology"),
     ("09_robustness", "Robustness: repeated splits, permutations, optimism, scanners"),
+    ("10_apply_model", "Applying the model to new patients"),
 ]
 
 
@@ -288,16 +291,19 @@ def patients_line(run: RunFolder, notebooks: list[tuple[str, str]]) -> str:
     return f"{excluded['patient_id'].nunique()} excluded ({'; '.join(parts)}), with the reasons"
 
 
-def table_of_contents(notebooks: list[tuple[str, str]]) -> dict:
-    """The jupyter-book ``_toc.yml``: the intro, the ordered notebooks, then the Methods chapter."""
+def table_of_contents(notebooks: list[tuple[str, str]], model_card: bool = False) -> dict:
+    """The jupyter-book ``_toc.yml``: the intro, the ordered notebooks, the model card (``model_card``: when the
+    run has one), then the Methods chapter."""
+    card = [{"file": MODEL_CARD_PAGE}] if model_card else []
     return {"format": "jb-book", "root": "intro",
-            "chapters": [{"file": f"notebooks/{name}"} for name, _ in notebooks] + [{"file": METHODS_PAGE}]}
+            "chapters": [{"file": f"notebooks/{name}"} for name, _ in notebooks] + card + [{"file": METHODS_PAGE}]}
 
 
 def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params: Params,
                        method_file: Path = METHOD_FILE) -> Path:
     """The book's sources in ``run/book``: the executed notebooks, ``_config.yml``, the intro filled in for this
-    run, the Methods chapter (``method_file`` as ``methods.md``) and ``_toc.yml``. Returns the book folder.
+    run, the model card (``model/MODEL_CARD.md`` as ``model_card.md``, when the run's bundle is written), the Methods
+    chapter (``method_file`` as ``methods.md``) and ``_toc.yml``. Returns the book folder.
 
     ``method_file`` links to nothing outside itself (``tests/test_runner.py`` checks), so it reads the same in
     the repository and in the book; its H1 is the chapter's title in the navigation.
@@ -310,14 +316,22 @@ def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params:
     if not Path(method_file).is_file():
         raise RunError(f"{method_file} not found: the book's Methods chapter is docs/method.md of the project")
     shutil.copy2(method_file, book / f"{METHODS_PAGE}.md")
+    card = artifacts.BUNDLE_CARD.path(run)
+    has_card = card.is_file()
+    (book / f"{MODEL_CARD_PAGE}.md").unlink(missing_ok=True)
+    if has_card:
+        shutil.copy2(card, book / f"{MODEL_CARD_PAGE}.md")
     intro = (BOOK_TEMPLATE_DIR / "intro.md").read_text(encoding="utf-8")
-    chapters = "\n".join(f"{k}. {title} (`{name}`)" for k, (name, title) in enumerate(notebooks, 1))
-    chapters += f"\n{len(notebooks) + 1}. {METHODS_TITLE}: every step, the paper's values and our choices"
+    titles = [f"{title} (`{name}`)" for name, title in notebooks]
+    titles += [f"{MODEL_CARD_TITLE}: intended use, validation, limitations"] if has_card else []
+    titles += [f"{METHODS_TITLE}: every step, the paper's values and our choices"]
+    chapters = "\n".join(f"{k}. {title}" for k, title in enumerate(titles, 1))
     intro = intro.replace("{{run_name}}", run.root.name).replace("{{protocol}}", params.protocol)
     intro = intro.replace("{{chapters}}", chapters).replace("{{params}}", params.dump_yaml())
     intro = intro.replace("{{patients}}", patients_line(run, notebooks))
     (book / "intro.md").write_text(intro, encoding="utf-8")
-    (book / "_toc.yml").write_text(yaml.safe_dump(table_of_contents(notebooks), sort_keys=False), encoding="utf-8")
+    toc = table_of_contents(notebooks, model_card=has_card)
+    (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
     return book
 
 

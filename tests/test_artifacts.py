@@ -58,7 +58,7 @@ def test_odd_patient_ids_get_safe_file_names():
 
 
 def test_the_model_registry_names_each_model_once():
-    assert model_registry.names() == ["DL-MIL", "Radiomics", "Clinical"]
+    assert model_registry.names() == ["DL-MIL", "Radiomics", "Clinical", "Combined"]
     assert len({m.slug for m in model_registry.MODELS}) == len(model_registry.MODELS)
     assert model_registry.colour("Treat all") and model_registry.colour("Nobody") is None
     with pytest.raises(KeyError, match="DL-MIL"):

@@ -1,4 +1,6 @@
-"""The whole smoke book, end to end: every notebook executes and the report renders with its tables and figures."""
+"""The whole smoke book, end to end: every notebook executes and the report renders with its tables and figures.
+
+``smoke_run`` is the session's one smoke book (tests/conftest.py), shared with the bundle and predict tests."""
 
 import json
 from pathlib import Path
@@ -9,12 +11,6 @@ from hcc_utils.run_folder import RunFolder
 from hcc_utils.runner import NOTEBOOKS, run_book
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("book") / "smoke"
-    return run_book(ROOT / "params" / "smoke.yaml", out=out, echo=print, cell_timeout=600)
 
 
 @pytest.mark.book
@@ -109,13 +105,16 @@ def test_a_cohort_with_bad_patients_runs_the_whole_book_without_them(tmp_path):
 
 @pytest.mark.book
 def test_robustness_chapter_tables(smoke_run):
-    """Notebook 09's tables exist with one row per model (repeats: per repeat and model) and its figures."""
+    """Notebook 09's tables exist with one row per model (repeats: per repeat and model) and its figures. The
+    refits (repeats, permutations) cover the three base models; the fit table reads every model's predictions,
+    the Combined model's included."""
     import pandas as pd
 
     tables = smoke_run.run_dir / "tables"
     models = {"DL-MIL", "Radiomics", "Clinical"}
-    for name in ("robustness_repeats_summary", "robustness_permutation", "robustness_fit"):
+    for name in ("robustness_repeats_summary", "robustness_permutation"):
         assert set(pd.read_csv(tables / f"{name}.csv")["model"]) == models, name
+    assert set(pd.read_csv(tables / "robustness_fit.csv")["model"]) == models | {"Combined"}
     repeats = pd.read_csv(tables / "robustness_repeats.csv")
     assert len(repeats) == 3 * (1 + 8) and repeats["auc"].between(0, 1).all()
     permutation = pd.read_csv(tables / "robustness_permutation.csv")
@@ -126,3 +125,19 @@ def test_robustness_chapter_tables(smoke_run):
     assert len(scanners) == 3 * 3 and scanners["auc"].notna().all()
     for figure in ("robustness_repeats", "robustness_permutation", "robustness_optimism", "robustness_scanners"):
         assert (smoke_run.run_dir / "figures" / f"{figure}.png").is_file(), figure
+
+
+@pytest.mark.book
+def test_apply_chapter_scores_new_patients_with_the_bundle(smoke_run):
+    """Notebook 10: the bundle's models (DL-MIL, Radiomics, Clinical; the Combined model is not in the bundle)
+    scored a new synthetic sample (apply.synthetic_n of smoke.yaml) and each has an AUC on it, with its figure."""
+    import pandas as pd
+
+    run = smoke_run.run_dir
+    aucs = pd.read_csv(run / "tables" / "applied_auc.csv")
+    assert aucs["model"].tolist() == ["DL-MIL", "Radiomics", "Clinical"]
+    assert (aucs["n"] > 0).all() and aucs["auc"].between(0, 1).all()
+    assert (aucs["auc_low"] <= aucs["auc"]).all() and (aucs["auc"] <= aucs["auc_high"]).all()
+    scored = pd.read_csv(run / "applied" / "predictions.csv")
+    assert len(scored) == 16 and {"dl_mil_prob", "radiomics_prob", "clinical_prob"} <= set(scored.columns)
+    assert (run / "figures" / "applied_roc.png").is_file()

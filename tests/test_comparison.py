@@ -401,7 +401,7 @@ def test_oracle_is_unavailable_without_ground_truth(run, tmp_path):
 def test_oracle_finds_a_generated_synthetic_cohort_and_never_generates_one(run, tmp_path, monkeypatch):
     calls = []
 
-    def generate_cohort(cfg, out):
+    def generate_cohort(cfg, out, n_jobs=None):
         calls.append(out)
         write_cohort(Path(out), make_predictions())
 
@@ -437,3 +437,37 @@ def test_figures_show_every_model_on_both_sets(run):
     fig = plots.calibration_curves(comparison.calibration_curve_table(preds, evaluation),
                                    comparison.calibration_table(preds))
     assert len(fig.axes[0].get_lines()) == len(SIGNAL) + 1
+
+
+def test_four_models_with_the_combined_one(tmp_path):
+    """The Combined model's file makes a fourth model everywhere: Table 4, six DeLong pairs, the decision curves,
+    the figures (its registry colour, its legend entry) and the oracle table."""
+    from hcc_utils import model_registry
+    from hcc_utils.plots import comparison as plots
+
+    run = RunFolder(tmp_path / "run")
+    frames = make_predictions()
+    rng = np.random.default_rng(9)
+    frames["Combined"] = frames["DL-MIL"].assign(
+        prob=np.clip(frames["DL-MIL"]["prob"] + rng.normal(0, 0.05, 70), 0, 1).round(2),
+        prob_oof=frames["Clinical"]["prob_oof"])
+    write(run, frames)
+    preds = comparison.load_predictions(run)
+    models = ["DL-MIL", "Radiomics", "Clinical", "Combined"]
+    assert preds.models == models and preds.notes == []
+    evaluation = make_params().evaluation
+    t4, delong = comparison.write_tables(preds, evaluation, run)
+    assert t4["model"].tolist() == models * 2
+    pairs = delong[delong["dataset"] == "validation"][["model_a", "model_b"]].values.tolist()
+    assert len(pairs) == 6 and pairs[-1] == ["Clinical", "Combined"] and ["DL-MIL", "Combined"] in pairs
+    dca = comparison.decision_curve_table(preds, evaluation)
+    fig = plots.decision_curves(dca)
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == [*models, "Treat all", "Treat none"]
+    fig = plots.roc_curves(comparison.roc_curve_table(preds), t4)
+    lines = fig.axes[1].get_lines()
+    colours = [matplotlib.colors.to_hex(line.get_color()) for line in lines[:4]]
+    assert colours == [model_registry.colour(m) for m in models]
+    assert "Combined: AUC" in fig.axes[1].get_legend().get_texts()[3].get_text()
+    manifest = write_cohort(tmp_path / "cohort", frames)
+    assert comparison.oracle_table(make_params(), run, manifest=manifest)["model"].tolist() == models

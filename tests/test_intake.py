@@ -137,6 +137,10 @@ def test_the_runner_checks_the_cohort_before_chapter_01(tmp_path):
     params.cnn.weights = {"resnet18": str(tmp_path / "nowhere.pt")}
     with pytest.raises(RunError, match="cnn.weights.resnet18: '.*nowhere.pt' not found"):
         check_inputs(params, data / "p.yaml", run, echo=lambda *_: None)
+    params.cnn.weights = {}
+    params.apply.manifest = tmp_path / "new.csv"
+    with pytest.raises(RunError, match="apply.manifest: '.*new.csv' not found"):
+        check_inputs(params, data / "p.yaml", run, echo=lambda *_: None)
 
 
 def test_the_landing_page_names_the_excluded_with_links(tmp_path):

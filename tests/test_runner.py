@@ -10,10 +10,12 @@ import pytest
 import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from hcc_utils import artifacts
 from hcc_utils.config import ParamsError, load_params
 from hcc_utils.run_folder import RunFolder
 from hcc_utils.runner import (
     METHOD_FILE,
+    MODEL_CARD_PAGE,
     NOTEBOOKS,
     NotebookFailed,
     RunError,
@@ -148,6 +150,30 @@ def test_book_sources_end_with_the_methods_chapter(project):
     assert (book / "methods.md").read_text(encoding="utf-8") == METHOD_FILE.read_text(encoding="utf-8")
     assert (book / "notebooks" / "b_second.ipynb").is_file()
     assert "3. Methods" in (book / "intro.md").read_text(encoding="utf-8")
+
+
+def test_the_model_card_is_a_chapter_before_methods_when_the_run_has_one(project):
+    """A fake run folder (two executed notebooks, no papermill): without a bundle the book has no model card;
+    with ``model/MODEL_CARD.md`` it is copied and listed after the notebooks, before Methods."""
+    folder = RunFolder(project["root"] / "runs" / "fake")
+    for name, _ in project["list"]:
+        make_notebook(folder.notebooks, name, "pass")
+    params = load_params(project["params"])
+    book = write_book_sources(folder, project["list"], params)
+    assert not (book / f"{MODEL_CARD_PAGE}.md").exists()
+    assert [c["file"] for c in yaml.safe_load((book / "_toc.yml").read_text())["chapters"]][-1] == "methods"
+    card = artifacts.BUNDLE_CARD.path(folder)
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text("# Model card: run fake\n\n## Intended use\n\nResearch only.\n", encoding="utf-8")
+    book = write_book_sources(folder, project["list"], params)
+    toc = yaml.safe_load((book / "_toc.yml").read_text(encoding="utf-8"))
+    assert toc["chapters"] == [{"file": "notebooks/a_first"}, {"file": "notebooks/b_second"},
+                               {"file": MODEL_CARD_PAGE}, {"file": "methods"}]
+    assert (book / f"{MODEL_CARD_PAGE}.md").read_text(encoding="utf-8") == card.read_text(encoding="utf-8")
+    intro = (book / "intro.md").read_text(encoding="utf-8")
+    assert "3. Model card" in intro and "4. Methods" in intro
+    assert table_of_contents(NOTEBOOKS, model_card=True)["chapters"][-2:] == [{"file": MODEL_CARD_PAGE},
+                                                                            {"file": "methods"}]
 
 
 def test_method_chapter_reads_the_same_in_the_book():

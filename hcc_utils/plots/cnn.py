@@ -79,9 +79,10 @@ def training_curves(history: pd.DataFrame, choice: dict | None = None):
     return fig
 
 
-def gradcam_figure(examples: list[GradCAMExample], architecture: str = ""):
+def gradcam_figure(examples: list[GradCAMExample], architecture: str = "", letters: str = "cd"):
     """Each example's central slice (top) and its Grad-CAM overlay (bottom, jet colour map, 0 = no evidence for
-    ER, 1 = the most); the tumour outline in white when the dataset has masks."""
+    ER, 1 = the most); the tumour outline in white when the dataset has masks. ``letters``: the paper's panel
+    letters of the first columns (``""`` for none)."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     n = max(len(examples), 1)
@@ -94,7 +95,8 @@ def gradcam_figure(examples: list[GradCAMExample], architecture: str = ""):
         if example.mask is not None and example.mask.any():
             for ax in axes[:, col]:
                 ax.contour(example.mask, levels=[0.5], colors="white", linewidths=0.8)
-        axes[0, col].set_title(f"{'cd'[col] if col < 2 else ''}  {example.title}", fontsize=9)
+        axes[0, col].set_title(f"{letters[col] if col < len(letters) else ''}  {example.title}".strip(),
+                               fontsize=9)
     for ax in axes.ravel():
         ax.set_axis_off()
     fig.suptitle(f"Grad-CAM of {architecture} on its last convolutional block (class ER)" if architecture

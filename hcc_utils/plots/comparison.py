@@ -1,5 +1,5 @@
 """Figures of the comparison chapter (notebook 06, the paper's Fig. 5a-d): ROC curves, decision curves and
-calibration curves of the three models, training set left, validation set right.
+calibration curves of the models, training set left, validation set right.
 
 Every function takes the long tables of ``hcc_utils.comparison`` and returns a matplotlib Figure.
 """
