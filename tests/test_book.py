@@ -141,3 +141,26 @@ def test_apply_chapter_scores_new_patients_with_the_bundle(smoke_run):
     scored = pd.read_csv(run / "applied" / "predictions.csv")
     assert len(scored) == 16 and {"dl_mil_prob", "radiomics_prob", "clinical_prob"} <= set(scored.columns)
     assert (run / "figures" / "applied_roc.png").is_file()
+
+
+@pytest.mark.book
+def test_four_models_nri_idi_nomogram_and_model_card_in_the_report(smoke_run):
+    """Issue 16 in the smoke book: Table 4 and DeLong hold the Combined model beside the three others, the NRI/IDI
+    table has its bootstrap CIs, the nomogram is drawn in chapter 05's page, the model card is a chapter."""
+    import pandas as pd
+
+    run = smoke_run.run_dir
+    table4 = pd.read_csv(run / "tables" / "table4_models.csv")
+    assert set(table4["model"]) == {"DL-MIL", "Radiomics", "Clinical", "Combined"}
+    delong = pd.read_csv(run / "tables" / "delong.csv")
+    assert len(delong.query("dataset == 'validation'")) == 6
+    nri = pd.read_csv(run / "tables" / "nri_idi.csv")
+    assert {("Combined", "Clinical"), ("DL-MIL", "Clinical")} <= set(zip(nri["new"], nri["old"], strict=True))
+    assert nri[["nri_low", "nri_high", "idi_low", "idi_high"]].notna().all().all()
+    assert ((nri["nri_low"] <= nri["nri"]) & (nri["nri"] <= nri["nri_high"])).all()
+    assert (run / "figures" / "nomogram.png").is_file()
+    html = smoke_run.html_index.parent
+    assert "nomogram" in (html / "notebooks" / "05_models.html").read_text().lower()
+    card = (run / "model" / "MODEL_CARD.md").read_text()
+    assert all(name in card for name in ("DL-MIL", "Radiomics", "Clinical", "python -m hcc_utils predict"))
+    assert (html / "model_card.html").is_file()
