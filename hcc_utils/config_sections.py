@@ -32,6 +32,16 @@ ParamsPath = Annotated[Path, AfterValidator(_relative_to_params_file)]
 """A path in a params file: relative to the file's folder (the module's one path rule)."""
 
 
+def _nonzero_workers(v: int) -> int:
+    if v == 0:
+        raise ValueError("n_jobs must be -1 (all cores) or a positive number of workers")
+    return v
+
+
+Workers = Annotated[int, AfterValidator(_nonzero_workers)]
+"""A count of parallel workers: -1 for all cores, else positive (0 is refused)."""
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -247,15 +257,8 @@ class ModelConfig(_Section):
     smote: bool = Field(True, description="SMOTE inside the pipeline (sees the training folds only)")
     smote_k_neighbors: int = Field(5, ge=1, description="reduced automatically when a training fold's "
                                    "minority class is smaller")
-    n_jobs: int = Field(1, ge=-1, description="GridSearchCV workers (-1: all cores; 0 is not allowed)")
+    n_jobs: Workers = Field(1, ge=-1, description="GridSearchCV workers (-1: all cores; 0 is not allowed)")
     seed: int = Field(0, ge=0, description="seeds the folds, SMOTE and the ExtraTrees")
-
-    @field_validator("n_jobs")
-    @classmethod
-    def _nonzero_jobs(cls, v: int) -> int:
-        if v == 0:
-            raise ValueError("n_jobs must be -1 (all cores) or a positive number of workers")
-        return v
 
 
 class RadiomicsConfig(_Section):
@@ -384,16 +387,9 @@ class RobustnessConfig(_Section):
     retrain_cnn: bool = Field(False, description="repeated splits retrain the CNN on each split's training "
                               "patients (a GPU option) instead of using the held-out probabilities")
     optimism: bool = Field(True, description="the optimism audit (hcc_utils.optimism)")
-    n_jobs: int = Field(2, ge=-1, le=256, description="processes for the repeats, permutations and sites "
-                        "(-1: all cores; 0 is not allowed)")
+    n_jobs: Workers = Field(2, ge=-1, le=256, description="processes for the repeats, permutations and sites "
+                            "(-1: all cores; 0 is not allowed)")
     seed: int = Field(0, ge=0, description="seeds the CNN folds, the repeated splits and the permutations")
-
-    @field_validator("n_jobs")
-    @classmethod
-    def _nonzero_jobs(cls, v: int) -> int:
-        if v == 0:
-            raise ValueError("n_jobs must be -1 (all cores) or a positive number of processes")
-        return v
 
 
 class ApplyConfig(_Section):

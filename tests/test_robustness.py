@@ -12,6 +12,7 @@ features, 0.03 at 300); at 300 the +-0.08 band is about 2.5 SD wide. The permuta
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 # -- the held-out networks -----------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _recording_trainer(calls: list):
+    """The fold networks' trainer, recording the slice rows each network trains on."""
+    real = cnn_cross_fit.train_architecture
+
+    def spy(model, architecture, slices, fit_rows, select_rows, *args, **kwargs):
+        calls.append(np.asarray(fit_rows))
+        return real(model, architecture, slices, fit_rows, select_rows, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cnn_cross_fit, "train_architecture", spy)
+        yield
+
+
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
     """Notebook 03 on a blob cohort, then the held-out folds with every call to the trainer recorded."""
@@ -37,14 +52,8 @@ def held_out(tmp_path_factory):
     params.robustness.cnn_folds = 3
     run = RunFolder(tmp_path_factory.mktemp("held_out"))
     cnn.train_and_predict(data, params, run)
-    calls, real = [], cnn_cross_fit.train_architecture
-
-    def spy(model, architecture, slices, fit_rows, select_rows, *args, **kwargs):
-        calls.append(np.asarray(fit_rows))
-        return real(model, architecture, slices, fit_rows, select_rows, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cnn_cross_fit, "train_architecture", spy)
+    calls = []
+    with _recording_trainer(calls):
         result = robustness_cnn.held_out_probabilities(params, run, dataset=data)
     return data, params, run, result, calls
 
@@ -77,14 +86,8 @@ def test_retrained_network_learns_on_the_split_training_patients_only(held_out):
     data, params, run, _, _ = held_out
     ids = data.patients["patient_id"].astype(str)
     split = pd.Series(np.where(np.arange(len(ids)) < 20, "train", "validation"), index=ids.to_numpy())
-    calls, real = [], cnn_cross_fit.train_architecture
-
-    def spy(model, architecture, slices, fit_rows, select_rows, *args, **kwargs):
-        calls.append(np.asarray(fit_rows))
-        return real(model, architecture, slices, fit_rows, select_rows, *args, **kwargs)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cnn_cross_fit, "train_architecture", spy)
+    calls = []
+    with _recording_trainer(calls):
         table = robustness_cnn.split_network_probabilities(params, run, split, "repeat1", dataset=data)
     slices = cnn.slice_table(data.patients, data.offsets)
     assert set(slices["patient_id"].iloc[calls[0]]) == set(split.index[split == "train"])
