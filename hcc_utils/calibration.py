@@ -69,7 +69,8 @@ def brier_score(y_true, prob) -> float:
 
 
 def _separated(lp: np.ndarray, y: np.ndarray) -> bool:
-    """True when the linear predictor orders the two classes without overlap (the slope MLE is infinite)."""
+    """True when the linear predictor orders the two classes without overlap, ties at the boundary allowed
+    (complete or quasi-complete separation: the slope MLE is infinite)."""
     lo0, hi0 = lp[y == 0].min(), lp[y == 0].max()
     lo1, hi1 = lp[y == 1].min(), lp[y == 1].max()
     return bool(hi0 <= lo1 or hi1 <= lo0)
@@ -132,7 +133,8 @@ def calibration_intercept_slope(y_true, prob, eps: float = DEFAULT_EPS,
         notes.append("predictions do not vary; slope undefined")
         return {"intercept": intercept, "slope": float("nan"), "note": "; ".join(notes)}
     if _separated(lp, y):
-        notes.append("predictions separate the outcomes perfectly; slope unbounded")
+        notes.append("the predictions do not overlap between the outcomes (one group scores at least as high as "
+                     "the other, ties allowed: quasi-complete separation); slope unbounded")
         return {"intercept": intercept, "slope": float("nan"), "note": "; ".join(notes)}
     params, slope_note = _logistic_fit("slope", y, sm.add_constant(lp), None, max_iter)
     notes += [slope_note] if slope_note else []

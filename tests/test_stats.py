@@ -325,7 +325,7 @@ def test_brier_and_curve_by_hand():
 
 def test_separated_predictions_give_nan_slope_with_a_reason():
     out = calibration.calibration_summary([0, 0, 1, 1], [0.0, 0.2, 0.9, 1.0])
-    assert np.isnan(out["slope"]) and "separate" in out["note"] and np.isfinite(out["intercept"])
+    assert np.isnan(out["slope"]) and "separation" in out["note"] and np.isfinite(out["intercept"])
 
 
 def test_a_logistic_fit_that_does_not_converge_is_left_empty_with_a_note():
