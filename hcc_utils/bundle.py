@@ -69,9 +69,15 @@ TRUSTED_TYPES = frozenset({
     "imblearn.pipeline.Pipeline",
     "imblearn.over_sampling._smote.base.SMOTE",
     "sklearn.tree._tree.Tree",
+    # SMOTE's fitted nearest-neighbour search: a k-d tree or ball tree (scikit-learn picks one by size) and its metric
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
 })
-"""The types beyond skops' own defaults that a bundle's pipeline may hold: what ``fit_recipe`` builds. skops
-constructs only these on load; a file holding any other type is refused (at write time too)."""
+"""The types beyond skops' own defaults that a bundle's pipeline may hold: what ``fit_recipe`` builds (on larger
+cohorts SMOTE's nearest-neighbour search keeps a fitted k-d or ball tree). skops constructs only these on load; a
+file holding any other type is refused (at write time too)."""
 YOUDEN_RULE = "Youden's J on the out-of-fold training predictions (prob_oof)"
 FIXED_RULE = "evaluation.fixed_threshold"
 
