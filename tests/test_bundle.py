@@ -126,3 +126,25 @@ def test_another_package_version_warns_naming_it(copy):
 def test_no_bundle_says_what_to_do(tmp_path):
     with pytest.raises(BundleError, match="holds no model bundle"):
         load_bundle(tmp_path)
+
+
+def test_a_pipeline_whose_smote_keeps_a_kd_tree_is_trusted(tmp_path):
+    """On cohorts the size of the default one, SMOTE's fitted neighbour search is a k-d tree (scikit-learn's
+    'auto' for few features and many minority patients): the bundle trusts it, writes and loads the pipeline, and
+    the loaded pipeline predicts what the fitted one does."""
+    import skops.io as sio
+
+    from hcc_utils.bundle import frozen_pipeline, load_pipeline, refuse_untrusted
+    from hcc_utils.config import params_from_dict
+    from hcc_utils.modeling import build_pipeline
+
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame(rng.normal(size=(140, 4)), columns=list("abcd"))
+    y = pd.Series((x["a"] + rng.normal(0, 1, 140) > 0.6).astype(int))
+    params = params_from_dict({"cohort": {"synthetic": {"n": 8}}})
+    pipeline = build_pipeline(params.selection, params.model, 5).fit(x, y)
+    assert type(pipeline.named_steps["smote"].nn_k_._tree).__name__ in ("KDTree", "BallTree")
+    path = tmp_path / "model.skops"
+    sio.dump(frozen_pipeline(pipeline), path)
+    assert any("KDTree" in t or "BallTree" in t for t in refuse_untrusted(path))
+    np.testing.assert_allclose(load_pipeline(path).predict_proba(x), pipeline.predict_proba(x))
