@@ -1,7 +1,7 @@
 """The runner: papermill executes the ordered notebooks into a run folder, then jupyter-book renders them.
 
 ``NOTEBOOKS`` is the one ordered list of the book; the book's table of contents is generated from it, so the two
-cannot drift. After the notebooks the book has one more chapter, Methods: ``docs/method.md`` copied in as it is.
+cannot drift (``hcc_utils.book`` writes the report around them: landing page, Methods, Provenance, TRIPOD+AI).
 One Python process runs the notebooks in order, passing each the run's validated parameter file and the run folder
 through its ``parameters`` cell. A run folder is never overwritten: a new run gets a new folder, and
 ``resume=True`` continues an existing one, skipping notebooks that already finished.
@@ -21,19 +21,22 @@ from pathlib import Path
 
 import yaml
 
-from hcc_utils import artifacts
+from hcc_utils import artifacts, book
+from hcc_utils.book import (  # noqa: F401 (the book's names, as callers knew them here)
+    METHOD_FILE,
+    METHODS_PAGE,
+    MODEL_CARD_PAGE,
+    patients_line,
+    table_of_contents,
+    write_book_sources,
+)
 from hcc_utils.config import Params, load_params
 from hcc_utils.provenance import write_provenance
+from hcc_utils.resources import PeakMemory
 from hcc_utils.run_folder import RunFolder
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
-BOOK_TEMPLATE_DIR = PROJECT_ROOT / "book"
-METHOD_FILE = PROJECT_ROOT / "docs" / "method.md"
-#: The Methods chapter: its page in the book (``METHOD_FILE`` copied as ``<METHODS_PAGE>.md``) and its title.
-METHODS_PAGE, METHODS_TITLE = "methods", "Methods"
-#: The model card chapter (``model/MODEL_CARD.md`` of the run, when its bundle is written), before Methods.
-MODEL_CARD_PAGE, MODEL_CARD_TITLE = "model_card", "Model card"
 
 INTAKE_NOTEBOOK = "01_preprocessing"
 """The chapter that decides who is usable and the split; the runner checks the cohort before it runs."""
@@ -132,13 +135,15 @@ def _check_resume_params(run: RunFolder, params: Params) -> None:
 
 @contextmanager
 def _kernel_environment():
-    """Kernels inherit this process's environment: the project root on PYTHONPATH, figures inline, and progress
-    bars that update every 20 s at most (a batch run's notebook keeps every update it prints)."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND", "TQDM_MININTERVAL")}
+    """Kernels inherit this process's environment: the project root on PYTHONPATH, figures inline, and no
+    progress bars (a batch run's notebook would keep every update; ``hcc_utils.progress`` prints one summary line
+    per loop instead)."""
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND", "HCC_PROGRESS", "TQDM_DISABLE")}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *[p for p in paths if p != str(PROJECT_ROOT)]])
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    os.environ["TQDM_MININTERVAL"] = "20"
+    os.environ["HCC_PROGRESS"] = "summary"
+    os.environ["TQDM_DISABLE"] = "1"
     try:
         yield
     finally:
@@ -219,13 +224,14 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         _write_status(run, status)
         logged = _logged_issues(run)
         try:
-            seconds = execute_notebook(name, run, Path(notebook_dir), hint, cell_timeout)
+            with PeakMemory() as memory:
+                seconds = execute_notebook(name, run, Path(notebook_dir), hint, cell_timeout)
         except NotebookFailed:
             status[name]["state"] = "failed"
             _write_status(run, status)
             write_provenance(run, params, params_file, started, status)
             raise
-        status[name].update(state="done", seconds=round(seconds, 1))
+        status[name].update(state="done", seconds=round(seconds, 1), peak_mb=round(memory.peak_mb))
         _write_status(run, status)
         executed.append(name)
         echo(f"[{k}/{len(notebooks)}] {name}: done in {seconds:.0f} s{_new_issues(run, logged)}")
@@ -271,80 +277,9 @@ def _new_issues(run: RunFolder, before: set[tuple]) -> str:
             "chapter says why)")
 
 
-STAGE_CHAPTERS = {"cohort": "01_preprocessing", "inputs": "01_preprocessing", "slices": "02_slices_2p5d",
-                  "radiomics": "05_models"}
-"""Where each stage of ``exclusions.csv`` shows its patients (the landing page links there)."""
-
-
-def patients_line(run: RunFolder, notebooks: list[tuple[str, str]]) -> str:
-    """The landing page's line on excluded patients, with a link to each chapter that lists them."""
-    table = run.exclusions()
-    excluded = table[table["severity"] == "excluded"]
-    if excluded.empty:
-        return "no patient was excluded"
-    titles = dict(notebooks)
-    parts = []
-    for chapter, rows in excluded.groupby(excluded["stage"].map(STAGE_CHAPTERS).fillna(""), sort=True):
-        title = titles.get(chapter)
-        where = f"[{title}](notebooks/{chapter}.ipynb)" if title else run.exclusions_file.name
-        parts.append(f"{rows['patient_id'].nunique()} in {where}")
-    return f"{excluded['patient_id'].nunique()} excluded ({'; '.join(parts)}), with the reasons"
-
-
-def table_of_contents(notebooks: list[tuple[str, str]], model_card: bool = False) -> dict:
-    """The jupyter-book ``_toc.yml``: the intro, the ordered notebooks, the model card (``model_card``: when the
-    run has one), then the Methods chapter."""
-    card = [{"file": MODEL_CARD_PAGE}] if model_card else []
-    return {"format": "jb-book", "root": "intro",
-            "chapters": [{"file": f"notebooks/{name}"} for name, _ in notebooks] + card + [{"file": METHODS_PAGE}]}
-
-
-def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params: Params,
-                       method_file: Path = METHOD_FILE) -> Path:
-    """The book's sources in ``run/book``: the executed notebooks, ``_config.yml``, the intro filled in for this
-    run, the model card (``model/MODEL_CARD.md`` as ``model_card.md``, when the run's bundle is written), the Methods
-    chapter (``method_file`` as ``methods.md``) and ``_toc.yml``. Returns the book folder.
-
-    ``method_file`` links to nothing outside itself (``tests/test_runner.py`` checks), so it reads the same in
-    the repository and in the book; its H1 is the chapter's title in the navigation.
-    """
-    book = run.root / "book"
-    (book / "notebooks").mkdir(parents=True, exist_ok=True)
-    for name, _ in notebooks:
-        shutil.copy2(run.notebooks / f"{name}.ipynb", book / "notebooks" / f"{name}.ipynb")
-    shutil.copy2(BOOK_TEMPLATE_DIR / "_config.yml", book / "_config.yml")
-    if not Path(method_file).is_file():
-        raise RunError(f"{method_file} not found: the book's Methods chapter is docs/method.md of the project")
-    shutil.copy2(method_file, book / f"{METHODS_PAGE}.md")
-    card = artifacts.BUNDLE_CARD.path(run)
-    has_card = card.is_file()
-    (book / f"{MODEL_CARD_PAGE}.md").unlink(missing_ok=True)
-    if has_card:
-        shutil.copy2(card, book / f"{MODEL_CARD_PAGE}.md")
-    intro = (BOOK_TEMPLATE_DIR / "intro.md").read_text(encoding="utf-8")
-    titles = [f"{title} (`{name}`)" for name, title in notebooks]
-    titles += [f"{MODEL_CARD_TITLE}: intended use, validation, limitations"] if has_card else []
-    titles += [f"{METHODS_TITLE}: every step, the paper's values and our choices"]
-    chapters = "\n".join(f"{k}. {title}" for k, title in enumerate(titles, 1))
-    intro = intro.replace("{{run_name}}", run.root.name).replace("{{protocol}}", params.protocol)
-    intro = intro.replace("{{chapters}}", chapters).replace("{{params}}", params.dump_yaml())
-    intro = intro.replace("{{patients}}", patients_line(run, notebooks))
-    (book / "intro.md").write_text(intro, encoding="utf-8")
-    toc = table_of_contents(notebooks, model_card=has_card)
-    (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
-    return book
-
-
 def build_book(run: RunFolder, notebooks: list[tuple[str, str]], params: Params) -> Path:
-    """Render the executed notebooks (never re-executed) and the Methods chapter into ``run/book/_build/html``;
-    returns index.html."""
-    book = write_book_sources(run, notebooks, params)
-    jb = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jb) if jb.exists() else "jupyter-book", "build", str(book), "--builder", "html"]
-    done = subprocess.run(command, capture_output=True, text=True)
-    log = artifacts.BOOK_LOG.path(run)
-    log.write_text(done.stdout + done.stderr, encoding="utf-8")
-    index = book / "_build" / "html" / "index.html"
-    if done.returncode != 0 or not index.exists():
-        raise RunError(f"jupyter-book could not render the report (see {log})")
-    return index
+    """Render the report (``hcc_utils.book``); returns its index.html."""
+    try:
+        return book.build_book(run, notebooks, params)
+    except book.BookError as exc:
+        raise RunError(str(exc)) from None

@@ -164,3 +164,50 @@ def test_four_models_nri_idi_nomogram_and_model_card_in_the_report(smoke_run):
     card = (run / "model" / "MODEL_CARD.md").read_text()
     assert all(name in card for name in ("DL-MIL", "Radiomics", "Clinical", "python -m hcc_utils predict"))
     assert (html / "model_card.html").is_file()
+
+
+def _published_files(html_root: Path) -> list[Path]:
+    """Every text file of the rendered site a reader can open (pages, page sources, CSVs, SVGs)."""
+    suffixes = {".html", ".ipynb", ".md", ".txt", ".csv", ".svg", ".js"}
+    return [p for p in html_root.rglob("*") if p.is_file() and p.suffix in suffixes
+            and "_static" not in p.relative_to(html_root).parts]
+
+
+@pytest.mark.book
+def test_published_report_has_no_local_path_and_no_progress_bar(smoke_run):
+    """No page of the site names this machine's run folder, project or home directory, and none holds a
+    progress-bar line; the executed notebooks (kept in the run folder) hold no progress bar either."""
+    import nbformat
+
+    from hcc_utils.progress import progress_lines
+
+    html_root = smoke_run.html_index.parent
+    local = {str(smoke_run.run_dir.resolve()), str(ROOT), str(Path.home())}
+    for path in _published_files(html_root):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        found = [p for p in local if p in text]
+        assert not found, f"{path.relative_to(html_root)} names {found}"
+        if path.suffix in {".html", ".ipynb"}:
+            assert not progress_lines(text), f"{path.relative_to(html_root)}: {progress_lines(text)[:3]}"
+    for name, _ in NOTEBOOKS:
+        nb = nbformat.read(smoke_run.run_dir / "notebooks" / f"{name}.ipynb", as_version=4)
+        streams = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                          if o.get("output_type") == "stream")
+        assert not progress_lines(streams), f"{name}: {progress_lines(streams)[:3]}"
+
+
+@pytest.mark.book
+def test_published_report_leads_with_results_and_ends_with_methods_provenance_tripod(smoke_run):
+    """The landing page shows Table 4 and the ROC figure; parameters cells are gone from every chapter (code is
+    folded); Methods, Provenance and the TRIPOD+AI checklist are chapters; the captions' CSV links resolve."""
+    html_root = smoke_run.html_index.parent
+    landing = (html_root / "intro.html").read_text(encoding="utf-8")
+    assert 'id="glance-table4"' in landing and 'id="glance-roc"' in landing
+    assert (html_root / "figures" / "fig5ab_roc.png").is_file()
+    assert (html_root / "tables" / "table4_models.csv").is_file()
+    for page in ("docs/method.html", "provenance.html", "tripod_ai.html"):
+        assert (html_root / page).is_file(), page
+    for name, _ in NOTEBOOKS:
+        text = (html_root / "notebooks" / f"{name}.html").read_text(encoding="utf-8")
+        assert "params_file" not in text and "run_dir =" not in text, name
+        assert "tag_hide-input" in text, name

@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from hcc_utils import artifacts
 from hcc_utils.config import ParamsError, load_params
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.book import METHODS_PAGE, PROVENANCE_PAGE, TRIPOD_PAGE
 from hcc_utils.runner import (
     METHOD_FILE,
     MODEL_CARD_PAGE,
@@ -128,9 +129,13 @@ def test_bad_params_fail_before_any_folder_is_made(project):
     assert not (project["root"] / "runs").exists()
 
 
-def test_toc_follows_the_notebook_list_then_methods():
+AFTER_NOTEBOOKS = [{"file": METHODS_PAGE}, {"file": PROVENANCE_PAGE}, {"file": TRIPOD_PAGE}]
+
+
+def test_toc_follows_the_notebook_list_then_methods_provenance_tripod():
     toc = table_of_contents(NOTEBOOKS)
-    assert [c["file"] for c in toc["chapters"]] == [f"notebooks/{name}" for name, _ in NOTEBOOKS] + ["methods"]
+    assert [c["file"] for c in toc["chapters"]] == ([f"notebooks/{name}" for name, _ in NOTEBOOKS]
+                                                    + ["docs/method", "provenance", "tripod_ai"])
     for name, _ in NOTEBOOKS:
         assert (Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb").is_file()
 
@@ -142,14 +147,15 @@ def test_a_cell_that_hangs_is_stopped_and_named(project):
                  runs_root=project["root"] / "runs", echo=lambda *_: None, cell_timeout=3)
 
 
-def test_book_sources_end_with_the_methods_chapter(project):
+def test_book_sources_end_with_methods_provenance_and_tripod(project):
     result = run(project)
     book = write_book_sources(RunFolder(result.run_dir), project["list"], load_params(project["params"]))
     toc = yaml.safe_load((book / "_toc.yml").read_text(encoding="utf-8"))
-    assert toc["chapters"] == [{"file": "notebooks/a_first"}, {"file": "notebooks/b_second"}, {"file": "methods"}]
-    assert (book / "methods.md").read_text(encoding="utf-8") == METHOD_FILE.read_text(encoding="utf-8")
+    assert toc["chapters"] == [{"file": "notebooks/a_first"}, {"file": "notebooks/b_second"}] + AFTER_NOTEBOOKS
+    assert (book / "docs" / "method.md").read_text(encoding="utf-8") == METHOD_FILE.read_text(encoding="utf-8")
     assert (book / "notebooks" / "b_second.ipynb").is_file()
-    assert "3. Methods" in (book / "intro.md").read_text(encoding="utf-8")
+    intro = (book / "intro.md").read_text(encoding="utf-8")
+    assert "3. [Methods" in intro and "4. [Provenance" in intro and "5. [TRIPOD+AI" in intro
 
 
 def test_the_model_card_is_a_chapter_before_methods_when_the_run_has_one(project):
@@ -161,19 +167,18 @@ def test_the_model_card_is_a_chapter_before_methods_when_the_run_has_one(project
     params = load_params(project["params"])
     book = write_book_sources(folder, project["list"], params)
     assert not (book / f"{MODEL_CARD_PAGE}.md").exists()
-    assert [c["file"] for c in yaml.safe_load((book / "_toc.yml").read_text())["chapters"]][-1] == "methods"
+    assert yaml.safe_load((book / "_toc.yml").read_text())["chapters"][-3:] == AFTER_NOTEBOOKS
     card = artifacts.BUNDLE_CARD.path(folder)
     card.parent.mkdir(parents=True, exist_ok=True)
     card.write_text("# Model card: run fake\n\n## Intended use\n\nResearch only.\n", encoding="utf-8")
     book = write_book_sources(folder, project["list"], params)
     toc = yaml.safe_load((book / "_toc.yml").read_text(encoding="utf-8"))
     assert toc["chapters"] == [{"file": "notebooks/a_first"}, {"file": "notebooks/b_second"},
-                               {"file": MODEL_CARD_PAGE}, {"file": "methods"}]
+                               {"file": MODEL_CARD_PAGE}] + AFTER_NOTEBOOKS
     assert (book / f"{MODEL_CARD_PAGE}.md").read_text(encoding="utf-8") == card.read_text(encoding="utf-8")
     intro = (book / "intro.md").read_text(encoding="utf-8")
-    assert "3. Model card" in intro and "4. Methods" in intro
-    assert table_of_contents(NOTEBOOKS, model_card=True)["chapters"][-2:] == [{"file": MODEL_CARD_PAGE},
-                                                                            {"file": "methods"}]
+    assert "3. [Model card" in intro and "4. [Methods" in intro
+    assert table_of_contents(NOTEBOOKS, model_card=True)["chapters"][-4:] == [{"file": MODEL_CARD_PAGE}] + AFTER_NOTEBOOKS
 
 
 def test_method_chapter_reads_the_same_in_the_book():
@@ -194,8 +199,8 @@ def test_method_chapter_reads_the_same_in_the_book():
 def test_rendered_book_has_the_methods_page_in_its_navigation(project):
     result = run_book(project["params"], notebooks=project["list"], notebook_dir=project["nbs"],
                       runs_root=project["root"] / "runs", echo=lambda *_: None)
-    methods = result.html_index.parent / "methods.html"
+    methods = result.html_index.parent / "docs" / "method.html"
     assert methods.is_file()
     assert "Deviations from the paper" in methods.read_text(encoding="utf-8")
     intro = (result.html_index.parent / "intro.html").read_text(encoding="utf-8")
-    assert re.search(r'href="methods.html">\s*Methods\s*<', intro)
+    assert re.search(r'href="docs/method.html">\s*Methods\s*<', intro)
