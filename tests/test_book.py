@@ -178,7 +178,6 @@ def test_published_report_has_no_local_path_and_no_progress_bar(smoke_run):
     """No page of the site names this machine's run folder, project or home directory, and none holds a
     progress-bar line; the executed notebooks (kept in the run folder) hold no progress bar either."""
     import nbformat
-
     from hcc_utils.progress import progress_lines
 
     html_root = smoke_run.html_index.parent

@@ -11,9 +11,9 @@ import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from hcc_utils import artifacts
+from hcc_utils.book import METHODS_PAGE, PROVENANCE_PAGE, TRIPOD_PAGE
 from hcc_utils.config import ParamsError, load_params
 from hcc_utils.run_folder import RunFolder
-from hcc_utils.book import METHODS_PAGE, PROVENANCE_PAGE, TRIPOD_PAGE
 from hcc_utils.runner import (
     METHOD_FILE,
     MODEL_CARD_PAGE,
@@ -178,7 +178,8 @@ def test_the_model_card_is_a_chapter_before_methods_when_the_run_has_one(project
     assert (book / f"{MODEL_CARD_PAGE}.md").read_text(encoding="utf-8") == card.read_text(encoding="utf-8")
     intro = (book / "intro.md").read_text(encoding="utf-8")
     assert "3. [Model card" in intro and "4. [Methods" in intro
-    assert table_of_contents(NOTEBOOKS, model_card=True)["chapters"][-4:] == [{"file": MODEL_CARD_PAGE}] + AFTER_NOTEBOOKS
+    chapters = table_of_contents(NOTEBOOKS, model_card=True)["chapters"]
+    assert chapters[-4:] == [{"file": MODEL_CARD_PAGE}, *AFTER_NOTEBOOKS]
 
 
 def test_method_chapter_reads_the_same_in_the_book():
