@@ -1,4 +1,6 @@
-"""``provenance.json``: what produced a run (params, package versions, git commit, seeds, cohort hash, times)."""
+"""``provenance.json``: what produced a run (params, package versions, git commit, seeds, cohort hash, times, and
+the machine: ``hcc_utils.resources.machine_info``). The book's Provenance chapter is made from it
+(``hcc_utils.provenance_chapter``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from pathlib import Path
 
 from hcc_utils import artifacts
 from hcc_utils.config import Params
+from hcc_utils.resources import machine_info
 from hcc_utils.run_folder import RunFolder
 
 PACKAGES = ["numpy", "scipy", "pandas", "scikit-learn", "imbalanced-learn", "torch", "torchvision", "SimpleITK",
@@ -79,6 +82,7 @@ def write_provenance(run: RunFolder, params: Params, params_file: Path, started:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
+        "machine": machine_info(),
         "started": started,
         "ended": ended,
         "notebooks": status,
