@@ -220,11 +220,12 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         status[name] = {"state": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         _write_status(run, status)
         logged = _logged_issues(run)
+        memory = PeakMemory()
         try:
-            with PeakMemory() as memory:
+            with memory:
                 seconds = execute_notebook(name, run, Path(notebook_dir), hint, cell_timeout)
         except NotebookFailed:
-            status[name]["state"] = "failed"
+            status[name].update(state="failed", peak_mb=round(memory.peak_mb))
             _write_status(run, status)
             write_provenance(run, params, params_file, started, status)
             raise
@@ -232,6 +233,7 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         _write_status(run, status)
         executed.append(name)
         echo(f"[{k}/{len(notebooks)}] {name}: done in {seconds:.0f} s{_new_issues(run, logged)}")
+    write_provenance(run, params, params_file, started, status)
     html = build_book(run, notebooks, params) if build else None
     write_provenance(run, params, params_file, started, status, ended=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return RunResult(run.root, html, executed, skipped)

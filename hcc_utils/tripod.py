@@ -28,11 +28,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hcc_utils.tripod_items import CHECKLIST, INTRO, Item, Target
+from hcc_utils.tripod_items import CHECKLIST, INTRO, METHODS, Item, Target
 
 OPTIONAL_PAGES = ("model_card.md", "provenance.md")
 """Pages a book may lack (no model bundle written; an older runner): their targets are left out silently."""
-PAGE_LABELS = {"methods.md": "Methods", "model_card.md": "Model card", "provenance.md": "Provenance",
+PAGE_LABELS = {METHODS: "Methods", "model_card.md": "Model card", "provenance.md": "Provenance",
                INTRO: "Landing page"}
 SUPPLIED = "to be supplied by the authors"
 ANCHOR_LEVELS = 3

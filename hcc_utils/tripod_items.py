@@ -3,7 +3,7 @@ this report answers it (``hcc_utils.tripod`` renders them).
 
 An item is answered by ``targets``: a page of the book (relative to its root) and a heading text on it, or the page
 alone (``heading=None``). The headings are the project's: the notebooks' markdown cells, ``docs/method.md`` (the
-book's ``methods.md``), ``hcc_utils.model_card`` (``model_card.md``, when the run wrote its bundle) and
+book's Methods page, at the same path), ``hcc_utils.model_card`` (``model_card.md``, when the run wrote its bundle) and
 ``hcc_utils.provenance_chapter`` (``provenance.md``); ``tests/test_tripod.py`` checks that each is found. An item
 that no run can answer has ``authors``: what the authors must supply instead.
 """
@@ -46,7 +46,7 @@ class Item:
 
 
 INTRO = "intro.md"
-METHODS = "methods.md"
+METHODS = "docs/method.md"
 CARD = "model_card.md"
 PROVENANCE = "provenance.md"
 N01, N02, N03, N04, N05 = (f"notebooks/{n}.ipynb" for n in (

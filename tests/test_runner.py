@@ -13,6 +13,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from hcc_utils import artifacts
 from hcc_utils.book import METHODS_PAGE, PROVENANCE_PAGE, TRIPOD_PAGE
 from hcc_utils.config import ParamsError, load_params
+from hcc_utils.provenance import write_provenance
 from hcc_utils.run_folder import RunFolder
 from hcc_utils.runner import (
     METHOD_FILE,
@@ -165,6 +166,7 @@ def test_the_model_card_is_a_chapter_before_methods_when_the_run_has_one(project
     for name, _ in project["list"]:
         make_notebook(folder.notebooks, name, "pass")
     params = load_params(project["params"])
+    write_provenance(folder, params, project["params"], "2026-01-01T00:00:00", {})
     book = write_book_sources(folder, project["list"], params)
     assert not (book / f"{MODEL_CARD_PAGE}.md").exists()
     assert yaml.safe_load((book / "_toc.yml").read_text())["chapters"][-3:] == AFTER_NOTEBOOKS

@@ -32,11 +32,12 @@ PUBLISHED = (["1", "2", "3a", "3b", "3c", "4", "5a", "5b", "6a", "6b", "6c", "7"
 
 @pytest.fixture
 def book(tmp_path) -> Path:
-    """A book folder as the runner lays it out: the project's (unexecuted) notebooks, docs/method.md as
-    methods.md, an intro, and the Provenance page of a run; no model card (no bundle)."""
+    """A book folder as the runner lays it out: the project's (unexecuted) notebooks, docs/method.md (the
+    Methods page, at the same path), an intro, and the Provenance page of a run; no model card (no bundle)."""
     folder = tmp_path / "book"
     shutil.copytree(ROOT / "notebooks", folder / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    shutil.copy2(ROOT / "docs" / "method.md", folder / "methods.md")
+    (folder / "docs").mkdir(parents=True)
+    shutil.copy2(ROOT / "docs" / "method.md", folder / "docs" / "method.md")
     (folder / "intro.md").write_text("# Results at a glance\n\nThe landing page.\n", encoding="utf-8")
     (folder / "provenance.md").write_text(provenance_page(provenance_run(tmp_path)), encoding="utf-8")
     return folder
@@ -62,7 +63,7 @@ def test_an_item_is_either_answered_or_left_to_the_authors():
     with pytest.raises(ValueError, match="item 99"):
         Item("99", "Methods", "x", "y")
     with pytest.raises(ValueError, match="item 99"):
-        Item("99", "Methods", "x", "y", (Target("methods.md"),), authors="z")
+        Item("99", "Methods", "x", "y", (Target("docs/method.md"),), authors="z")
 
 
 def test_page_has_every_item_once_linked_or_supplied(book):
@@ -82,11 +83,11 @@ def test_every_target_is_found_in_the_project_pages(book):
 
 
 def test_a_heading_that_is_gone_links_the_page_and_is_listed(book):
-    methods = book / "methods.md"
+    methods = book / "docs" / "method.md"
     methods.write_text(methods.read_text().replace("## 8. Protocols", "## 8. The protocols"))
     missing = missing_targets(book)
     assert missing and all("'8. Protocols'" in line for line in missing)
-    assert "[Methods](methods.md)" in rows(tripod_page(book))["12a"]
+    assert "[Methods](docs/method.md)" in rows(tripod_page(book))["12a"]
     (book / "notebooks" / "07_shap.ipynb").unlink()
     (book / "notebooks" / "06_comparison.ipynb").unlink()
     assert any("page notebooks/06_comparison.ipynb is not in the book" in x for x in missing_targets(book))
@@ -114,7 +115,7 @@ def markdown_it_titles(markdown: str) -> list[tuple[int, str]]:
 
 
 def test_headings_and_slugs_are_mysts(book):
-    for path in [book / "methods.md", book / "provenance.md", *sorted((book / "notebooks").glob("*.ipynb"))]:
+    for path in [book / "docs" / "method.md", book / "provenance.md", *sorted((book / "notebooks").glob("*.ipynb"))]:
         if path.suffix == ".ipynb":
             cells = json.loads(path.read_text())["cells"]
             expected = [heading for c in cells if c["cell_type"] == "markdown"
@@ -139,9 +140,9 @@ def _write(path: Path, text: str) -> Path:
 def test_book_with_the_checklist_builds_without_warnings(book):
     """A jupyter-book build (-W -n) of the book with tripod.md: every link resolves and every anchor exists."""
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
-    config["sphinx"]["config"]["myst_heading_anchors"] = 3
+    assert config["sphinx"]["config"]["myst_heading_anchors"] == 3
     (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-    chapters = [f"notebooks/{name}" for name, _ in NOTEBOOKS] + ["methods", "provenance", "tripod"]
+    chapters = [f"notebooks/{name}" for name, _ in NOTEBOOKS] + ["docs/method", "provenance", "tripod"]
     toc = {"format": "jb-book", "root": "intro", "chapters": [{"file": c} for c in chapters]}
     (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
     (book / "tripod.md").write_text(tripod_page(book), encoding="utf-8")
@@ -151,7 +152,8 @@ def test_book_with_the_checklist_builds_without_warnings(book):
     log = done.stdout + done.stderr
     assert done.returncode == 0 and "WARNING" not in log, log[-4000:]
     html = book / "_build" / "html"
-    hrefs = set(re.findall(r'href="((?:notebooks/)?[\w.-]+\.html)#([\w-]+)"', (html / "tripod.html").read_text()))
+    page = (html / "tripod.html").read_text()
+    hrefs = set(re.findall(r'href="((?:notebooks/|docs/)?[\w.-]+\.html)#([\w-]+)"', page))
     assert len(hrefs) > 30
     for page, anchor in hrefs:
         assert f'id="{anchor}"' in (html / page).read_text(), f"{page}#{anchor}"
