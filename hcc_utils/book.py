@@ -44,30 +44,11 @@ PUBLISHED_FOLDERS = ("tables", "figures")
 EXTRA_DIR = "_published"
 HIDDEN_CELL_TAGS = {"parameters", "injected-parameters"}
 
-STAGE_CHAPTERS = {"cohort": "01_preprocessing", "inputs": "01_preprocessing", "slices": "02_slices_2p5d",
-                  "radiomics": "05_models"}
-"""Where each stage of ``exclusions.csv`` shows its patients (the landing page links there)."""
-
 _WARNING_LINE = re.compile(r"^(?P<path>\S+\.py):\d+: (?P<category>\w+): (?P<message>.*)$")
 
 
 class BookError(RuntimeError):
     """The report cannot be rendered; the message says why and where the log is."""
-
-
-def patients_line(run: RunFolder, notebooks: list[tuple[str, str]]) -> str:
-    """The landing page's line on excluded patients, with a link to each chapter that lists them."""
-    table = run.exclusions()
-    excluded = table[table["severity"] == "excluded"]
-    if excluded.empty:
-        return "no patient was excluded"
-    titles = dict(notebooks)
-    parts = []
-    for chapter, rows in excluded.groupby(excluded["stage"].map(STAGE_CHAPTERS).fillna(""), sort=True):
-        title = titles.get(chapter)
-        where = f"[{title}](notebooks/{chapter}.ipynb)" if title else run.exclusions_file.name
-        parts.append(f"{rows['patient_id'].nunique()} in {where}")
-    return f"{excluded['patient_id'].nunique()} excluded ({'; '.join(parts)}), with the reasons"
 
 
 def table_of_contents(notebooks: list[tuple[str, str]], model_card: bool = False) -> dict:

@@ -26,6 +26,9 @@ from hcc_utils.run_folder import RunFolder
 
 ROC_FIGURE = "fig5ab_roc"
 """The figure the landing page shows (saved by notebook 06)."""
+STAGE_CHAPTERS = {"cohort": "01_preprocessing", "inputs": "01_preprocessing", "slices": "02_slices_2p5d",
+                  "radiomics": "05_models"}
+"""Where each stage of ``exclusions.csv`` shows its patients (the landing page links there)."""
 ALPHA = 0.05
 """Significance level of the sentences (DeLong, permutation); the tables give exact p-values."""
 
@@ -36,10 +39,23 @@ def _p(value: float) -> str:
     return format_p(value)
 
 
+def patients_line(run: RunFolder, notebooks: list[tuple[str, str]]) -> str:
+    """The landing page's line on excluded patients, with a link to each chapter that lists them."""
+    table = run.exclusions()
+    excluded = table[table["severity"] == "excluded"]
+    if excluded.empty:
+        return "no patient was excluded"
+    titles = dict(notebooks)
+    parts = []
+    for chapter, rows in excluded.groupby(excluded["stage"].map(STAGE_CHAPTERS).fillna(""), sort=True):
+        title = titles.get(chapter)
+        where = f"[{title}](notebooks/{chapter}.ipynb)" if title else run.exclusions_file.name
+        parts.append(f"{rows['patient_id'].nunique()} in {where}")
+    return f"{excluded['patient_id'].nunique()} excluded ({'; '.join(parts)}), with the reasons"
+
+
 def cohort_line(params: Params, run: RunFolder, notebooks: list[tuple[str, str]]) -> str:
     """Patients of the split, ER rate, scanners, split sizes and who was excluded (linked)."""
-    from hcc_utils.book import patients_line
-
     split = artifacts.SPLIT.path(run)
     if not split.is_file():
         return "**Cohort.** Not decided: chapter 01 did not finish."

@@ -23,11 +23,11 @@ from hcc_utils.book import (  # noqa: F401 (the book's names, as callers knew th
     METHOD_FILE,
     METHODS_PAGE,
     MODEL_CARD_PAGE,
-    patients_line,
     table_of_contents,
     write_book_sources,
 )
 from hcc_utils.config import Params, load_params
+from hcc_utils.landing import patients_line  # noqa: F401
 from hcc_utils.provenance import write_provenance
 from hcc_utils.resources import PeakMemory
 from hcc_utils.run_folder import RunFolder
