@@ -1,4 +1,4 @@
-"""Command line: ``python -m hcc_utils {run, check, predict, synth, crop, dicom2nifti}``.
+"""Command line: ``python -m hcc_utils {run, check, predict, export, synth, crop, dicom2nifti}``.
 
 Each command imports only what it needs, so ``crop`` and ``dicom2nifti`` start fast (no torch). Bad input to any
 command (an option out of range, a missing or invalid file, an output that exists or cannot be written) ends in
@@ -17,7 +17,8 @@ from pathlib import Path
 BAD_INPUT = ("pydantic:ValidationError", "hcc_utils.config:ParamsError", "hcc_utils.inputs_check:PatientInputError",
              "hcc_utils.cohort:CohortError", "hcc_utils.manifest_check:CohortError", "hcc_utils.runner:RunError",
              "hcc_utils.synth.truth:GroundTruthError", "hcc_utils.bundle:BundleError",
-             "hcc_utils.predict:PredictError")
+             "hcc_utils.predict:PredictError", "hcc_utils.export:ExportError",
+             "hcc_utils.browser:BrowserUnavailable")
 """The exceptions (``module:class``) that mean bad input rather than a bug, besides ``UsageError`` and ``OSError``.
 Looked up only among the modules already imported: an exception of a module never loaded cannot have been raised."""
 
@@ -62,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
                          "one-page HTML summaries")
     predict.add_argument("--force", action="store_true", help=f"write into a folder that is not empty: {force}")
 
+    export = sub.add_parser("export", help="a run's rendered report as one PDF and a zip of the HTML site for "
+                            "any static host (needs Chromium)")
+    export.add_argument("--run", required=True, type=Path, help="a run folder whose book was rendered, e.g. "
+                        "runs/default")
+    export.add_argument("--out", type=Path, help="output folder, empty or new (default: RUN/export, or "
+                        "RUN/export-2, ... when it exists)")
+
     synth = sub.add_parser("synth", help="generate a synthetic HCC cohort (NIfTI volumes, masks, cohort.csv)")
     synth.add_argument("--n", type=int, default=191, help="patients (default 191, the paper's cohort size)")
     synth.add_argument("--seed", type=int, default=2025)
@@ -91,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     A wrong command or option (argparse's own check) exits with 2 through ``SystemExit`` after argparse's usage
     line."""
     args = _parser().parse_args(argv)
-    command = {"run": _run, "check": _check, "predict": _predict, "synth": _synth, "crop": _crop,
-               "dicom2nifti": _dicom2nifti}[args.command]
+    command = {"run": _run, "check": _check, "predict": _predict, "export": _export, "synth": _synth,
+               "crop": _crop, "dicom2nifti": _dicom2nifti}[args.command]
     try:
         return command(args)
     except _bad_input() as err:
@@ -273,6 +281,22 @@ def _predict(args: argparse.Namespace) -> int:
     for row in table[table["status"] != "scored"].itertuples(index=False):
         print(f"  excluded: {row.flags}")
     return 0 if scored == len(table) else 1
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``export``: 0 after writing the PDF, the zipped site and the landing screenshot; 2 (through :func:`main`)
+    for a run without a rendered book, an --out that holds files, or no Chromium."""
+    from hcc_utils.export import export_report
+
+    if not args.run.is_dir():
+        raise UsageError(f"--run '{args.run.name}' is not a folder; give a run folder, e.g. runs/default")
+    if args.out is not None:
+        writable_folder(args.out, force=False)
+    result = export_report(args.run, out=args.out)
+    print(f"wrote {result.pdf} ({result.pdf_pages} PDF pages from {len(result.pages)} pages of the book)")
+    print(f"wrote {result.site_zip} (the HTML site: unzip it onto any static host)")
+    print(f"wrote {result.landing} (the landing page's first screen) in {result.seconds:.0f} s")
+    return 0
 
 
 def _free_name(path: Path) -> Path:

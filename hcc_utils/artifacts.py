@@ -31,6 +31,7 @@ The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)
                  radiomics/<patient>_<reader>.json (05);
                  robustness/<architecture>_<key>_validation_chosen_slices.csv (09)
     notebooks/   the executed notebooks;  book/  the rendered report
+    export/      report.pdf, report_site.zip, landing.png (``python -m hcc_utils export``; export-2/, ... after)
 
 Model slugs come from :mod:`hcc_utils.model_registry`. This module imports no other module of the package.
 """
@@ -268,6 +269,15 @@ ROBUSTNESS_VALIDATION_CHOSEN_SLICES = Artifact("cache/robustness/{architecture}_
 
 CHECK_REPORT = "check-{name}.csv"
 """``python -m hcc_utils check``'s findings, written in the working folder (there is no run folder yet)."""
+
+EXPORT_FOLDER = "export"
+"""``python -m hcc_utils export``'s folder in the run (``export-2``, ... when it exists; :mod:`hcc_utils.export`)."""
+EXPORT_PDF = "report.pdf"
+"""The whole report as one PDF: each page of the book printed by Chromium, in the table of contents' order."""
+EXPORT_SITE = "report_site.zip"
+"""The rendered HTML site (``book/_build/html``) zipped with paths relative to its root, for any static host."""
+EXPORT_LANDING = "landing.png"
+"""The first screen of the book's landing page as a reader's browser shows it."""
 
 ARCHIVE_MEMBER = "{name}.npy"
 """An array inside a ``.npz`` archive (SLICE_ARRAYS, STACK): images, masks, offsets."""
