@@ -153,7 +153,8 @@ def _publish_run_files(run: RunFolder, book: Path) -> None:
 
 
 def _write_config(book: Path) -> None:
-    shutil.copytree(BOOK_TEMPLATE_DIR / "_static", book / "_static", dirs_exist_ok=True)
+    for folder in ("_static", "_ext"):
+        shutil.copytree(BOOK_TEMPLATE_DIR / folder, book / folder, dirs_exist_ok=True)
     config = yaml.safe_load((BOOK_TEMPLATE_DIR / "_config.yml").read_text(encoding="utf-8"))
     config.setdefault("sphinx", {}).setdefault("config", {})["html_extra_path"] = [EXTRA_DIR]
     config["exclude_patterns"] = sorted(set(config.get("exclude_patterns", [])) | {EXTRA_DIR, "_build"})
