@@ -18,7 +18,7 @@ The run-folder layout (``hcc_utils.run_folder.RunFolder`` gives the sub-folders)
                  radiomics_icc.csv, table2_baseline.csv, combined_coefficients.csv (05), table4_models.csv,
                  delong.csv, nri_idi.csv (06), table5_pathology.csv (08), robustness_optimism.csv,
                  robustness_fit.csv (09), and NAME.csv a notebook shows
-    figures/     NAME.png
+    figures/     NAME.png, NAME.svg
     models/      <architecture>.pt, <architecture>.json, cnn_choice.json, cnn_inner_split.csv,
                  cnn_cross_fit_folds.csv (03), <slug>.joblib, <slug>_features.json (05)
     predictions/ slice_predictions.csv, slice_predictions_cross_fit.csv (03), <slug>_patients.csv (05)
@@ -284,6 +284,7 @@ ARCHIVE_MEMBER = "{name}.npy"
 
 TABLE = Artifact("tables/{name}.csv", "the notebook that shows it", "a table a notebook shows")
 FIGURE = Artifact("figures/{name}.png", "the notebook that draws it", "a figure")
+FIGURE_SVG = Artifact("figures/{name}.svg", "the notebook that draws it", "a figure as SVG (beside its PNG)")
 
 
 # -- generic reading and writing ----------------------------------------------------------------------------------
@@ -347,6 +348,11 @@ def table_path(run, name: str) -> Path:
 def figure_path(run, name: str) -> Path:
     """``figures/NAME.png``."""
     return FIGURE.path(run, name=name)
+
+
+def figure_svg_path(run, name: str) -> Path:
+    """``figures/NAME.svg``."""
+    return FIGURE_SVG.path(run, name=name)
 
 
 # -- typed functions for what crosses stages ------------------------------------------------------------------------

@@ -39,7 +39,12 @@ from hcc_utils.selection import univariate_tests
 LABELS = {"age": "Age", "bmi": "BMI", "hbsag": "HBsAg", "afp": "AFP", "alb": "ALB", "ast": "AST",
           "alt": "ALT", "gender": "Gender", "alcohol": "Alcohol consumption history"}
 LEVELS = {"gender": {0: "Female", 1: "Male"}, "alcohol": {0: "No", 1: "Yes"}}
-TABLE2_COLUMNS = ["variable", "set", "NER", "ER", "p", "test"]
+TABLE2_STATS = ("n", "mean", "sd", "median", "q1", "q3", "percent")
+TABLE2_COLUMNS = ["variable", "set", "NER", "ER", "p", "test", "kind", "level",
+                  *(f"{group}_{stat}" for group in ("ner", "er") for stat in TABLE2_STATS)]
+"""Table 2's columns: the paper's text cells (NER, ER), then the numbers behind them per group (``ner_*``, ``er_*``):
+n (patients with a value; for a level row, at that level), mean, SD, median, quartiles, percent (level rows).
+``kind``: patients, continuous, categorical (a variable's header row) or level."""
 
 
 class ClinicalError(ValueError):
@@ -58,6 +63,15 @@ def encode(cohort: pd.DataFrame, params: Params) -> pd.DataFrame:
     if "gender" in table:
         table["gender"] = table["gender"].map({"M": 1, "F": 0, 1: 1, 0: 0})
     return table.apply(pd.to_numeric, errors="coerce").astype(float)
+
+
+def _numbers(values: pd.Series, prefix: str) -> dict:
+    """A continuous variable's summary in one group (observed values only): n, mean, SD, median, quartiles."""
+    values = values.dropna().astype(float)
+    q1, median, q3 = values.quantile([0.25, 0.5, 0.75]).tolist() if len(values) else (np.nan,) * 3
+    return {f"{prefix}_n": len(values), f"{prefix}_mean": values.mean() if len(values) else np.nan,
+            f"{prefix}_sd": values.std(ddof=1) if len(values) > 1 else np.nan, f"{prefix}_median": median,
+            f"{prefix}_q1": q1, f"{prefix}_q3": q3}
 
 
 def _mean_sd(values: pd.Series) -> str:
@@ -101,16 +115,17 @@ def _rows_for_set(encoded: pd.DataFrame, er: pd.Series, name: str, params: Param
     cfg = params.clinical
     groups = {0: er[er == 0].index, 1: er[er == 1].index}
     rows = [{"variable": "Patients, n", "set": name, "NER": str(len(groups[0])), "ER": str(len(groups[1])),
-             "p": np.nan, "test": ""}]
+             "p": np.nan, "test": "", "kind": "patients", "ner_n": len(groups[0]), "er_n": len(groups[1])}]
     for var in cfg.continuous:
         p, test = compare_groups(encoded[var], er, "continuous", params)
         rows.append({"variable": LABELS.get(var, var), "set": name,
                      "NER": _mean_sd(encoded.loc[groups[0], var]),
-                     "ER": _mean_sd(encoded.loc[groups[1], var]), "p": p, "test": test})
+                     "ER": _mean_sd(encoded.loc[groups[1], var]), "p": p, "test": test, "kind": "continuous",
+                     **_numbers(encoded.loc[groups[0], var], "ner"), **_numbers(encoded.loc[groups[1], var], "er")})
     for var in cfg.categorical:
         p, test = compare_groups(encoded[var], er, "categorical", params)
         rows.append({"variable": LABELS.get(var, var), "set": name, "NER": "", "ER": "", "p": p,
-                     "test": test})
+                     "test": test, "kind": "categorical"})
         observed = encoded[var].dropna()
         levels = LEVELS.get(var) or {v: f"{v:g}" for v in sorted(observed.unique())}
         for value, level in levels.items():
@@ -119,17 +134,21 @@ def _rows_for_set(encoded: pd.DataFrame, er: pd.Series, name: str, params: Param
                 seen = observed.reindex(ids).dropna()
                 n = int((seen == value).sum())
                 share = f"{n} ({100 * n / len(seen):.2f}%)" if len(seen) else "–"
-                cells["NER" if group == 0 else "ER"] = share
+                prefix = "ner" if group == 0 else "er"
+                cells |= {prefix.upper(): share, f"{prefix}_n": n,
+                          f"{prefix}_percent": 100 * n / len(seen) if len(seen) else np.nan}
             rows.append({"variable": f"{LABELS.get(var, var)}: {level}", "set": name, **cells, "p": np.nan,
-                         "test": ""})
+                         "test": "", "kind": "level", "level": level})
     return rows
 
 
 def table2(cohort: pd.DataFrame, params: Params) -> pd.DataFrame:
     """Table 2: baseline characteristics by ER group, for train and validation separately (observed values).
 
-    Columns variable, set, NER, ER, p, test. Continuous rows read "mean ± SD"; each categorical variable has a
-    header row with its p-value and one row per level with "n (%)" (percent of the group's observed values).
+    Columns ``TABLE2_COLUMNS``: variable, set, NER, ER, p, test, then kind, level and the numbers behind each
+    cell. Continuous rows read "mean ± SD"; each categorical variable has a header row with its p-value and one row
+    per level with "n (%)" (percent of the group's observed values). ``hcc_utils.paper_tables.table2`` lays it
+    out as the paper does (median (IQR) where the test was Mann-Whitney U).
     """
     encoded = encode(cohort, params)
     er = cohort.set_index(cohort["patient_id"].astype(str))["er"].astype(int)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hcc_utils.palette import NEUTRAL_GREY, OKABE_ITO
+
 
 @dataclass(frozen=True)
 class ModelSpec:
     """One model: ``name`` in tables and figures, ``slug`` in file names, ``features`` where its inputs come from,
-    ``colour`` in every figure."""
+    ``colour`` in every figure (one of :data:`hcc_utils.palette.OKABE_ITO`)."""
 
     name: str
     slug: str
@@ -25,20 +27,21 @@ class ModelSpec:
 
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec("DL-MIL", "dl_mil", "the 26 PLH and BoW features of notebook 04 (tables/mil_features.csv)",
-              "#c0392b"),
+              OKABE_ITO["vermillion"]),
     ModelSpec("Radiomics", "radiomics", "PyRadiomics features with ICC(3,1) above radiomics.icc_threshold",
-              "#2471a3"),
+              OKABE_ITO["blue"]),
     ModelSpec("Clinical", "clinical", "the clinical variables of Table 2 with training p below clinical.p_threshold",
-              "#229954"),
+              OKABE_ITO["bluish green"]),
     ModelSpec("Combined", "combined", "the DL-MIL score (logit of its out-of-fold probability on training patients) "
-              "and the Clinical model's variables, in a logistic regression (hcc_utils.combined)", "#e69f00"),
+              "and the Clinical model's variables, in a logistic regression (hcc_utils.combined)", OKABE_ITO["orange"]),
 )
-"""In the order of the paper's tables (DeLong pairs follow it: DL-MIL vs Radiomics, vs Clinical, ...). Combined
-(Okabe-Ito orange, set apart from the others by its lightness as well as its hue) is not the paper's: it is fitted
-after the three, from their outputs (docs/method.md section 5, "Combined")."""
+"""In the order of the paper's tables (DeLong pairs follow it: DL-MIL vs Radiomics, vs Clinical, ...). Colours: the
+paper's red, blue and green/cyan for DL-MIL, Radiomics and Clinical, in their Okabe-Ito form; Combined (orange, set
+apart from DL-MIL's vermillion by its lightness as well as its hue) is not the paper's: it is fitted after the
+three, from their outputs (docs/method.md section 5, "Combined")."""
 
-REFERENCE_COLOURS = {"Treat all": "#7f8c8d", "Treat none": "#17202a"}
-"""Decision curves' reference strategies."""
+REFERENCE_COLOURS = {"Treat all": NEUTRAL_GREY, "Treat none": OKABE_ITO["black"]}
+"""Decision curves' reference strategies (neutral: no model's colour)."""
 
 DL_MIL = MODELS[0]
 """The study's model: SHAP (notebook 07) and the pathology correlation (notebook 08) are about it."""

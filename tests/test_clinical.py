@@ -52,7 +52,8 @@ def test_table2_uses_the_right_test_and_scipy_p_values():
     cohort = _cohort()
     params = _params()
     table = clinical.table2(cohort, params)
-    assert list(table.columns) == ["variable", "set", "NER", "ER", "p", "test"]
+    assert list(table.columns)[:6] == ["variable", "set", "NER", "ER", "p", "test"]
+    assert list(table.columns) == clinical.TABLE2_COLUMNS
     for set_name in ("train", "validation"):
         part = cohort[cohort["split"] == set_name]
         ner, er = part[part["er"] == 0], part[part["er"] == 1]
@@ -87,6 +88,14 @@ def test_table2_cells_are_formatted_like_the_paper():
     n_female_er = int(((train["gender"] == "F") & (train["er"] == 1)).sum())
     assert _row(table, "Gender: Female")["ER"] == f"{n_female_er} ({100 * n_female_er / 60:.2f}%)"
     assert _row(table, "Patients, n", "validation")[["NER", "ER"]].tolist() == ["30", "30"]
+    age = _row(table, "Age")
+    assert age["kind"] == "continuous" and age["ner_n"] == 60
+    assert age[["ner_mean", "ner_sd", "ner_median"]].tolist() == pytest.approx(
+        [ner_age.mean(), ner_age.std(ddof=1), ner_age.median()])
+    assert age[["ner_q1", "ner_q3"]].tolist() == pytest.approx(ner_age.quantile([0.25, 0.75]).tolist())
+    female = _row(table, "Gender: Female")
+    assert female["kind"] == "level" and female["level"] == "Female" and female["er_n"] == n_female_er
+    assert female["er_percent"] == pytest.approx(100 * n_female_er / 60)
     assert set(table["set"]) == {"train", "validation"}
     assert {"Gender: Female", "Gender: Male", "Alcohol consumption history: No",
             "Alcohol consumption history: Yes"} <= set(table["variable"])

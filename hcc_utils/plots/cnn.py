@@ -16,11 +16,14 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from hcc_utils.palette import OKABE_ITO
+
 if TYPE_CHECKING:
     from hcc_utils.gradcam import GradCAMExample
 
-# The paper's Fig. 3 colours: ResNet18 blue, ResNet101 red, DenseNet121 cyan.
-ARCHITECTURE_COLOURS = {"ResNet18": "#1f5fbf", "ResNet101": "#c0392b", "DenseNet121": "#17a2b8"}
+ARCHITECTURE_COLOURS = {"ResNet18": OKABE_ITO["blue"], "ResNet101": OKABE_ITO["vermillion"],
+                        "DenseNet121": OKABE_ITO["sky blue"]}
+"""The paper's Fig. 3 colours (ResNet18 blue, ResNet101 red, DenseNet121 cyan) in their Okabe-Ito form."""
 SET_TITLES = {"train": "Training slices", "validation": "Validation slices"}
 
 

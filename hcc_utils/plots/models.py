@@ -20,9 +20,10 @@ import pandas as pd
 import seaborn as sns
 from matplotlib import MatplotlibDeprecationWarning
 
+from hcc_utils.palette import NEUTRAL_GREY, OKABE_ITO, OUTCOME_COLOURS
 from hcc_utils.selection import SelectionResult
 
-GROUP_COLOURS = {"NER": "#2471a3", "ER": "#c0392b"}
+GROUP_COLOURS = OUTCOME_COLOURS
 
 
 def _p_label(p: float) -> str:
@@ -98,7 +99,7 @@ def selection_funnel(selection: SelectionResult, title: str = "Feature selection
     labels = ["input"] + funnel["step"].tolist()
     counts = [len(selection.features_in)] + funnel["kept"].tolist()
     fig, ax = plt.subplots(figsize=(6, 3))
-    bars = ax.bar(labels, counts, color="#5d6d7e")
+    bars = ax.bar(labels, counts, color=OKABE_ITO["blue"])
     ax.bar_label(bars)
     ax.set_ylabel("features kept")
     ax.set_title(title)
@@ -111,8 +112,8 @@ def lasso_figure(selection: SelectionResult, title: str = "Lasso"):
     log_alpha = np.log10(path.alphas)
     chosen = np.log10(path.alpha)
     fig, (ax_cv, ax_path) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_cv.errorbar(log_alpha, path.mse_mean, yerr=path.mse_sd, fmt="o", ms=3, color="#c0392b",
-                   ecolor="#bbbbbb", elinewidth=0.8)
+    ax_cv.errorbar(log_alpha, path.mse_mean, yerr=path.mse_sd, fmt="o", ms=3, color=OKABE_ITO["vermillion"],
+                   ecolor=NEUTRAL_GREY, elinewidth=0.8)
     ax_cv.axvline(chosen, ls="--", color="k", lw=1, label=f"lambda = {path.alpha:.3g}")
     ax_cv.set_xlabel("log10(lambda)")
     ax_cv.set_ylabel(f"mean squared error ({path.n_folds}-fold CV)")
@@ -121,7 +122,7 @@ def lasso_figure(selection: SelectionResult, title: str = "Lasso"):
     for feature in path.coef_path.columns:
         ax_path.plot(log_alpha, path.coef_path[feature], lw=1.2, label=feature)
     ax_path.axvline(chosen, ls="--", color="k", lw=1)
-    ax_path.axhline(0, color="#999999", lw=0.6)
+    ax_path.axhline(0, color=NEUTRAL_GREY, lw=0.6)
     ax_path.set_xlabel("log10(lambda)")
     ax_path.set_ylabel("coefficient (z-score units)")
     ax_path.set_title(f"{title}: coefficient path")

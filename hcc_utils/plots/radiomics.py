@@ -12,9 +12,12 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.ticker import MaxNLocator
 
+from hcc_utils.palette import OKABE_ITO
 from hcc_utils.radiomics_model import CLASS_ORDER, FAMILY_ORDER, feature_parts
 
-FAMILY_COLOURS = dict(zip(FAMILY_ORDER, sns.color_palette("deep", len(FAMILY_ORDER)), strict=True))
+FAMILY_COLOURS = dict(zip(FAMILY_ORDER, (OKABE_ITO["blue"], OKABE_ITO["orange"], OKABE_ITO["bluish green"]),
+                          strict=True))
+"""The image each radiomics feature was computed on (Original, LoG, Wavelet)."""
 
 
 def _stacked_counts(ax, names, title: str) -> None:
@@ -79,7 +82,7 @@ def selection_funnel(funnel: pd.DataFrame):
     """Features left after each step (log scale), from extraction to the Lasso."""
     fig, ax = plt.subplots(figsize=(6.4, 3.0))
     kept = funnel["kept"].clip(lower=0.8)  # a bar of height 0 is invisible on a log axis
-    ax.bar(funnel["step"], kept, color=sns.color_palette("deep")[0])
+    ax.bar(funnel["step"], kept, color=OKABE_ITO["blue"])
     for x, n in enumerate(funnel["kept"]):
         ax.text(x, kept.iloc[x], f"{int(n)}", ha="center", va="bottom", fontsize=8)
     ax.set_yscale("log")

@@ -12,10 +12,12 @@ import io
 import matplotlib.pyplot as plt
 import numpy as np
 
+from hcc_utils.palette import OKABE_ITO
+
 
 def training_position_figure(rows: list[dict], patient_id: str):
     """One panel per model: the histogram of the training patients' out-of-fold P(ER) (20 bins over [0, 1]), the
-    patient's P(ER) (solid red line) and the model's cut-off (dashed black). ``rows``: dicts with ``name``,
+    patient's P(ER) (solid vermillion line) and the model's cut-off (dashed black). ``rows``: dicts with ``name``,
     ``prob``, ``cutoff`` (probabilities of ER), ``training`` (the training probabilities) and ``percentile`` (the
     percentage of training patients below the patient, ties counted half)."""
     n = max(len(rows), 1)
@@ -25,7 +27,7 @@ def training_position_figure(rows: list[dict], patient_id: str):
         if len(training):
             ax.hist(training, bins=np.linspace(0, 1, 21), color="0.75", edgecolor="0.4")
         ax.axvline(row["cutoff"], color="black", linestyle="--", linewidth=1, label=f"cut-off {row['cutoff']:.2f}")
-        ax.axvline(row["prob"], color="red", linewidth=2, label=f"patient {row['prob']:.2f}")
+        ax.axvline(row["prob"], color=OKABE_ITO["vermillion"], linewidth=2, label=f"patient {row['prob']:.2f}")
         where = (f"{row['percentile']:.0f}th percentile of {len(training)} training patients" if len(training)
                  else "no training distribution in the bundle")
         ax.set_title(f"{row['name']}: {where}", fontsize=8)

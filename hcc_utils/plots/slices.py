@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 import numpy as np
 
+from hcc_utils.palette import MASK_COLOUR
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -29,7 +31,7 @@ def resampling_figure(views: tuple[ResampledView, ResampledView], pre: Preproces
 
     ``views`` is ``stack.resampling_views(...)`` (or ``stack.first_usable_views``): the box around the tumour's
     centre, drawn in millimetres so the blocky original slices (e.g. 5 mm) and the resampled 1 mm grid show at
-    their true size; the red line is the tumour contour.
+    their true size; the vermillion line is the tumour contour.
     """
     fig, axes = plt.subplots(2, 2, figsize=(9, 8.4))
     for row, view, value_range, label, name in ((0, views[0], DISPLAY_HU, "HU", "before"),
@@ -46,7 +48,7 @@ def resampling_figure(views: tuple[ResampledView, ResampledView], pre: Preproces
                value_range, label, f"{name}: coronal, {spacing[2]:.2g} mm slices")
     title = f"patient {patient_id}: " if patient_id else ""
     fig.suptitle(f"{title}resampling ({pre.interpolator}) and windowing, around the tumour centre; "
-                 "red: tumour", fontsize=10)
+                 "vermillion: tumour", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -57,7 +59,7 @@ def _panel(ax, pixels, contour, extent, origin, value_range, label, title) -> No
     shown = ax.imshow(pixels, cmap="gray", vmin=value_range[0], vmax=value_range[1], extent=extent,
                       origin=origin, interpolation="nearest")
     if contour.any():
-        ax.contour(contour, levels=[0.5], colors="red", linewidths=0.9, extent=extent, origin=origin)
+        ax.contour(contour, levels=[0.5], colors=MASK_COLOUR, linewidths=0.9, extent=extent, origin=origin)
     ax.set_title(title, fontsize=8)
     ax.set_xlabel("right-left (mm)")
     ax.set_ylabel("anterior-posterior (mm)" if origin == "upper" else "inferior-superior (mm)")
@@ -67,7 +69,7 @@ def _panel(ax, pixels, contour, extent, origin, value_range, label, title) -> No
 def stack_montage(dataset: SliceDataset, patient_ids: list[str] | None = None, n: int = 3):
     """The 2.5D stacks of ``patient_ids`` (default: the first ``n`` patients of ``dataset``, a
     ``slices.SliceDataset``), one row per patient, one column per offset (slices from the central one, 1 mm
-    apart), with the tumour contour in red."""
+    apart), with the tumour contour in vermillion."""
     ids = dataset.patients["patient_id"].astype(str).tolist()
     patient_ids = [str(p) for p in patient_ids] if patient_ids is not None else ids[:n]
     position = {p: i for i, p in enumerate(ids)}
@@ -80,13 +82,13 @@ def stack_montage(dataset: SliceDataset, patient_ids: list[str] | None = None, n
         for ax, image, mask, offset in zip(row, images, masks, dataset.offsets, strict=True):
             ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="bilinear")
             if mask.any():
-                ax.contour(mask, levels=[0.5], colors="red", linewidths=0.6)
+                ax.contour(mask, levels=[0.5], colors=MASK_COLOUR, linewidths=0.6)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(f"{offset:+d}" if offset else "0 (central)", fontsize=8)
         row[0].set_ylabel(pid, fontsize=8)
-    fig.suptitle("2.5D stacks: offsets in 1 mm slices from the largest cross-section; red: tumour",
+    fig.suptitle("2.5D stacks: offsets in 1 mm slices from the largest cross-section; vermillion: tumour",
                  fontsize=9)
     fig.tight_layout()
     return fig
