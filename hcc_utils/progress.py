@@ -24,12 +24,13 @@ SUMMARY = "summary"
 
 _PLURALS = {"it": "items", "epoch": "epochs"}  # tqdm's default unit; a "-ch" word that takes a plain "s"
 # What a tqdm bar leaves in a text: "42%|", a rate ("12.3it/s]", "2.97s/batch]", "?patient/s]"), or the bare words
-# of the default unit ("it/s", "s/it"); carriage returns are checked apart.
+# of the default unit ("it/s", "s/it"), or a nested bar's cursor-up escape; carriage returns are checked apart.
 _BAR_PATTERN = re.compile(
     r"\d{1,3}%\|"
     r"|\bit/s\b|\bs/it\b|/batch\]"
     r"|(?:\d[\d.]*[kMG]?|\?)\s?[A-Za-z_]+/s\]"
     r"|\d[\d.]*s/[A-Za-z_]+\]"
+    r"|\x1b\[A"  # a nested bar moving the cursor up
 )
 
 
@@ -107,5 +108,6 @@ def progress(iterable: Iterable, *, total: int | None = None, desc: str, unit: s
 
 def progress_lines(text: str) -> list[str]:
     """The lines of ``text`` a progress bar left: tqdm's ``NN%|``, a rate (``it/s``, ``s/it``, ``2.97s/batch]``,
-    ``12.0patient/s]``) or a carriage return (a redraw); for tests on executed notebooks and rendered pages."""
+    ``12.0patient/s]``), a carriage return (a redraw) or a nested bar's cursor-up escape; for the tests that keep
+    them out of executed notebooks and rendered pages."""
     return [line for line in text.split("\n") if "\r" in line or _BAR_PATTERN.search(line)]

@@ -375,7 +375,7 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
                                      n_jobs > 1) for pid, image, missing in todo)
     outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
     for (pid, _, missing), output in progress(zip(todo, outputs, strict=True), total=len(todo),
-                                              desc="radiomics (patients)", unit="patient"):
+                                              desc="radiomics (patients)", unit="patient", disable=not todo):
         for reader, res in output.items():
             mask, key = missing[reader]
             if res["features"] is not None:

@@ -86,6 +86,17 @@ def test_progress_lines_finds_real_tqdm_output():
         assert progress_lines("\n".join(redraws)) == redraws, text
 
 
+def test_progress_lines_finds_nested_bars():
+    stream = io.StringIO()
+    for epoch in tqdm(range(2), desc="ResNet18", unit="epoch", file=stream, mininterval=0):
+        for _ in tqdm(range(5), desc=f"epoch {epoch + 1}/2", unit="batch", leave=False, file=stream, mininterval=0):
+            pass
+    text = stream.getvalue()
+    assert "\x1b[A" in text
+    lines = [line for line in text.replace("\r", "\n").split("\n") if line.strip()]
+    assert progress_lines("\n".join(lines)) == lines
+
+
 @pytest.mark.parametrize("line", [
     "epoch 1/5:   3%|▎         | 2/66 [00:05<02:58,  2.97s/batch]",
     "radiomics (patients): 100%|##########| 12/12 [00:31<00:00,  2.6s/patient]",
