@@ -276,17 +276,23 @@ def sgd_step(forward, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torc
     return loss, logits
 
 
-def training_summary(name: str, history: list[dict], best_epoch: int, selection_auc: float, seconds: float) -> str:
+def training_summary(name: str, history: list[dict], best_epoch: int, selection_auc: float, seconds: float,
+                     selecting: bool = True) -> str:
     """One line on a finished training (a batch run's notebook shows it instead of the bars, ``hcc_utils.progress``).
 
     ``seconds``: the whole loop's wall time (training and selection passes); images per second: the training
-    passes' (the history's). Without a defined selection AUC (the cross-fit's networks) the last epoch was kept.
+    passes' (the history's). ``selecting``: whether there were selection rows (not for the cross-fit's networks,
+    which keep their last epoch).
     """
     train_seconds = sum(h["seconds"] for h in history)
     images = sum(h["images_per_s"] * h["seconds"] for h in history if math.isfinite(h["images_per_s"]))
     rate = f"{images / train_seconds:.0f} img/s" if train_seconds > 0 else "img/s not measured"
-    chosen = (f"best epoch {best_epoch}, selection AUC {selection_auc:.3f}" if math.isfinite(selection_auc)
-              else f"epoch {best_epoch} kept (no selection AUC)")
+    if not selecting:
+        chosen = f"epoch {best_epoch} kept (no selection)"
+    elif math.isfinite(selection_auc):
+        chosen = f"best epoch {best_epoch}, selection AUC {selection_auc:.3f}"
+    else:
+        chosen = f"epoch {best_epoch} kept (selection AUC undefined in every epoch)"
     return f"{name}: {len(history)} {plural(len(history), 'epoch')} in {seconds:.0f} s ({rate}), {chosen}"
 
 
@@ -375,7 +381,8 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
                                                                            forward)))
             watched.offer(epoch, watch_aucs[-1], model, train_pass_prob)
     if cfg.progress and summary:
-        print(training_summary(name, history, best.epoch, best.auc, time.perf_counter() - loop_start), flush=True)
+        print(training_summary(name, history, best.epoch, best.auc, time.perf_counter() - loop_start,
+                               selecting=len(select_rows) > 0), flush=True)
     model.load_state_dict(best.state)
     model.eval()
     watching = watch_rows is not None

@@ -125,11 +125,22 @@ def test_cnn_training_in_summary_mode_prints_one_line_per_architecture(summary, 
     cnn.train_and_predict(data, params, RunFolder(tmp_path / "run"))
     out, err = capsys.readouterr()
     lines = [line for line in out.splitlines() if line.startswith(("ResNet18", "DenseNet121"))]
-    pattern = r"{}: {} in \d+ s \(\d+ img/s\), (best epoch \d, selection AUC \d\.\d{{3}}|epoch \d kept \(.*\))"
+    pattern = (r"{}: {} in \d+ s \(\d+ img/s\), "
+               r"(best epoch \d, selection AUC \d\.\d{{3}}|epoch \d kept \(selection AUC undefined in every epoch\))")
     assert len(lines) == 2, out
     assert re.fullmatch(pattern.format("ResNet18", "2 epochs"), lines[0]), lines
     assert re.fullmatch(pattern.format("DenseNet121", "1 epoch"), lines[1]), lines
     assert not progress_lines(out + err) and "%|" not in out + err
+
+
+def test_training_summary_says_what_was_kept():
+    history = [{"seconds": 2.0, "images_per_s": 100.0}, {"seconds": 2.0, "images_per_s": 300.0}]
+    line = cnn_train.training_summary("ResNet18", history, 2, 0.8125, 5.4)
+    assert line == "ResNet18: 2 epochs in 5 s (200 img/s), best epoch 2, selection AUC 0.812"
+    assert cnn_train.training_summary("ResNet18 fold 1", history[:1], 1, float("nan"), 2.0, selecting=False) == \
+        "ResNet18 fold 1: 1 epoch in 2 s (100 img/s), epoch 1 kept (no selection)"
+    assert cnn_train.training_summary("ResNet18", history, 2, float("nan"), 4.0).endswith(
+        "epoch 2 kept (selection AUC undefined in every epoch)")
 
 
 def test_cnn_training_in_interactive_mode_draws_its_bars(interactive, capsys):
