@@ -38,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torchvision.ops import roi_align
-from tqdm import tqdm
 
 from hcc_utils.config import CNNConfig
+from hcc_utils.progress import plural, progress, summary_mode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -276,6 +276,26 @@ def sgd_step(forward, optimiser: torch.optim.Optimizer, x: torch.Tensor, y: torc
     return loss, logits
 
 
+def training_summary(name: str, history: list[dict], best_epoch: int, selection_auc: float, seconds: float,
+                     selecting: bool = True) -> str:
+    """One line on a finished training (a batch run's notebook shows it instead of the bars, ``hcc_utils.progress``).
+
+    ``seconds``: the whole loop's wall time (training and selection passes); images per second: the training
+    passes' (the history's). ``selecting``: whether there were selection rows (not for the cross-fit's networks,
+    which keep their last epoch).
+    """
+    train_seconds = sum(h["seconds"] for h in history)
+    images = sum(h["images_per_s"] * h["seconds"] for h in history if math.isfinite(h["images_per_s"]))
+    rate = f"{images / train_seconds:.0f} img/s" if train_seconds > 0 else "img/s not measured"
+    if not selecting:
+        chosen = f"epoch {best_epoch} kept (no selection)"
+    elif math.isfinite(selection_auc):
+        chosen = f"best epoch {best_epoch}, selection AUC {selection_auc:.3f}"
+    else:
+        chosen = f"epoch {best_epoch} kept (selection AUC undefined in every epoch)"
+    return f"{name}: {len(history)} {plural(len(history), 'epoch')} in {seconds:.0f} s ({rate}), {chosen}"
+
+
 def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTensors, fit_rows: np.ndarray,
                        select_rows: np.ndarray, cfg: CNNConfig, seed: int, desc: str | None = None,
                        stop_after: int | None = None, watch_rows: np.ndarray | None = None) -> TrainedCNN:
@@ -320,8 +340,10 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
         watch_labels = watch_labels.cpu().numpy()
     if stop_after is not None and not 1 <= stop_after <= epochs:
         raise ValueError(f"stop_after = {stop_after}: must be an epoch of the {epochs}-epoch schedule")
-    bar = tqdm(range(1, (stop_after or epochs) + 1), desc=desc or architecture, unit="epoch", disable=not cfg.progress,
-               mininterval=1.0)
+    name, summary = desc or architecture, summary_mode()
+    bars = {"disable": not cfg.progress or summary, "mininterval": 1.0}  # a batch run: one line at the end instead
+    bar = progress(range(1, (stop_after or epochs) + 1), desc=name, unit="epoch", **bars)
+    loop_start = time.perf_counter()
     for epoch in bar:
         model.train()
         order, boxes, flips, n_batches = _epoch_plan(fit_rows, cfg, data.side, generator, device)
@@ -329,8 +351,7 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
         loss_sum = torch.zeros((), device=device)
         probs = torch.empty(len(order), device=device)
         start, seen = time.perf_counter(), 0
-        for b in tqdm(range(n_batches), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-                      disable=not cfg.progress, mininterval=1.0):
+        for b in progress(range(n_batches), desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False, **bars):
             part = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
             rows = order[part]
             x = resize_slices(data.images[rows], size, boxes[part])
@@ -359,6 +380,9 @@ def train_architecture(model: torch.nn.Module, architecture: str, data: SliceTen
             watch_aucs.append(safe_auc(watch_labels, predict_probabilities(model, data, watch_rows, size, cfg,
                                                                            forward)))
             watched.offer(epoch, watch_aucs[-1], model, train_pass_prob)
+    if cfg.progress and summary:
+        print(training_summary(name, history, best.epoch, best.auc, time.perf_counter() - loop_start,
+                               selecting=len(select_rows) > 0), flush=True)
     model.load_state_dict(best.state)
     model.eval()
     watching = watch_rows is not None

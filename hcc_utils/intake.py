@@ -38,6 +38,7 @@ from hcc_utils.config import Params
 from hcc_utils.inputs_check import file_state
 from hcc_utils.manifest_check import format_problems, read_manifest
 from hcc_utils.patient_check import Finding, PatientCheck, check_patient, mark_duplicates
+from hcc_utils.progress import progress as progress_bar
 from hcc_utils.run_folder import RunFolder
 
 MANIFEST_STAGE, FILES_STAGE = "cohort", "inputs"
@@ -99,7 +100,6 @@ def check_cohort(params: Params, run: RunFolder | None = None, progress: bool = 
         CohortError: the manifest cannot be read at all, or ``cohort.invalid_rows: stop`` and a row is invalid.
     """
     from joblib import Parallel, delayed
-    from tqdm import tqdm
 
     manifest = read_manifest(manifest_path(params), params.cohort.columns)
     problems = manifest.problems
@@ -114,7 +114,8 @@ def check_cohort(params: Params, run: RunFolder | None = None, progress: bool = 
     jobs = (delayed(_check_one)(r, params, run) for r in records)
     stream = Parallel(n_jobs=n_jobs, return_as="generator")(jobs) if n_jobs > 1 else (
         _check_one(r, params, run) for r in records)
-    checks = list(tqdm(stream, total=len(records), desc="input checks", unit="patient", disable=not progress))
+    checks = list(progress_bar(stream, total=len(records), desc="input checks", unit="patient",
+                               disable=not progress))
     checks = mark_duplicates(checks)
     for check in checks:
         rows += _finding_rows(check.patient_id, FILES_STAGE, check.findings)

@@ -40,6 +40,7 @@ import pandas as pd
 from hcc_utils import artifacts
 from hcc_utils.bundle import Bundle
 from hcc_utils.manifest_check import MANIFEST_COLUMNS, PATH_COLUMNS, ManifestResult, read_manifest
+from hcc_utils.progress import progress as progress_bar
 
 SCORED, EXCLUDED = "scored", "excluded"
 INPUT_COLUMNS = [c for c in MANIFEST_COLUMNS if c not in ("patient_id", "er", *PATH_COLUMNS)]
@@ -147,8 +148,6 @@ def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
             ) -> tuple[list[pd.DataFrame], dict[str, dict]]:
     """Steps 1 to 3 and 5 of the module docstring per patient: its slice probabilities and radiomics features;
     each stack's pixels, masks and offsets into ``stacks`` (``patient_report.PatientImages``) when it is given."""
-    from tqdm import tqdm
-
     from hcc_utils import radiomics
     from hcc_utils.cnn_train import torch_settings
     from hcc_utils.inputs_check import PatientInputError
@@ -164,7 +163,7 @@ def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
         extractor.settings["label"] = params.slices.mask_label
     slices, features, checks = [], {}, []
     with torch_settings(params.cnn, device) if device is not None else contextlib.nullcontext():
-        for row in tqdm(table.to_dict("records"), desc="patients", unit="patient", disable=not progress):
+        for row in progress_bar(table.to_dict("records"), desc="patients", unit="patient", disable=not progress):
             pid = str(row["patient_id"])
             check = check_patient(pid, row["image"], row["mask"], params.preprocess, params.slices)
             checks.append(check)

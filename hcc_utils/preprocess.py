@@ -27,6 +27,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from hcc_utils.inputs_check import PatientInputError
+from hcc_utils.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,12 +205,12 @@ def geometry_table(cohort: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
     empty unless the header cannot be read; that patient's row then has no geometry).
     """
     import pandas as pd
-    from tqdm import tqdm
 
     from hcc_utils.io import read_header
 
     rows = []
-    for row in tqdm(cohort.itertuples(index=False), total=len(cohort), desc="headers", disable=not progress):
+    for row in progress_bar(cohort.itertuples(index=False), total=len(cohort), desc="headers", unit="patient",
+                            disable=not progress):
         entry = {"patient_id": row.patient_id, "scanner": getattr(row, "scanner", None), "size": "",
                  "spacing_mm": "", "in_plane_mm": np.nan, "slice_mm": np.nan, "n_slices": pd.NA,
                  "problem": ""}

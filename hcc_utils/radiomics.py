@@ -49,11 +49,11 @@ from pykwalify.errors import SchemaError
 from radiomics import __version__ as pyradiomics_version
 from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
-from tqdm import tqdm
 
 from hcc_utils import artifacts
 from hcc_utils.config import Params
 from hcc_utils.io import read_image
+from hcc_utils.progress import progress
 from hcc_utils.run_folder import RunFolder
 
 BSPLINE_MARGIN_VOXELS = 40
@@ -374,8 +374,8 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
     jobs = (delayed(extract_patient)(image, {r: m for r, (m, _) in missing.items()}, extractor, pid,
                                      n_jobs > 1) for pid, image, missing in todo)
     outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-    for (pid, _, missing), output in tqdm(zip(todo, outputs, strict=True), total=len(todo),
-                                          desc="radiomics (patients)", unit="patient"):
+    for (pid, _, missing), output in progress(zip(todo, outputs, strict=True), total=len(todo),
+                                              desc="radiomics (patients)", unit="patient", disable=not todo):
         for reader, res in output.items():
             mask, key = missing[reader]
             if res["features"] is not None:

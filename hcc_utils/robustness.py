@@ -18,7 +18,8 @@ hold on a scanner it never saw? (docs/method.md section 10)
   held-out scanner (AUC with DeLong CI). A scanner with too few patients or one outcome is reported, not scored.
 
 Independent fits run in ``robustness.n_jobs`` processes (joblib, as the radiomics extraction), each seeded from
-``robustness.seed`` and its index, so the same params give the same numbers; a progress bar follows each loop.
+``robustness.seed`` and its index, so the same params give the same numbers; a progress bar (one summary
+line in a batch run, ``hcc_utils.progress``) follows each loop.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import train_test_split
-from tqdm import tqdm
 
 from hcc_utils import artifacts, mil, model_registry, robustness_cnn, stats
 from hcc_utils.config import Params
+from hcc_utils.progress import progress
 from hcc_utils.robustness_chain import ChainInputs, chain_inputs, score_split
 from hcc_utils.run_folder import RunFolder
 
@@ -84,7 +85,7 @@ def _run(jobs: list, n_jobs: int, desc: str) -> list:
     if not jobs:
         return []
     results = Parallel(n_jobs=n_jobs if n_jobs < 0 else min(n_jobs, len(jobs)), return_as="generator")(jobs)
-    return list(tqdm(results, total=len(jobs), desc=desc, unit="fit", mininterval=2.0))
+    return list(progress(results, total=len(jobs), desc=desc, unit="fit", mininterval=2.0))
 
 
 def table4_aucs(run: RunFolder) -> dict[str, float]:

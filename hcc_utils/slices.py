@@ -29,6 +29,7 @@ import numpy as np
 from hcc_utils import artifacts
 from hcc_utils.config import Params, PreprocessConfig, SlicesConfig
 from hcc_utils.inputs_check import PatientInputError, file_state, place
+from hcc_utils.progress import progress as progress_bar
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -109,7 +110,6 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
     """
     import pandas as pd
     from joblib import Parallel, delayed
-    from tqdm import tqdm
 
     pre, cfg = params.preprocess, params.slices
     n_jobs = n_jobs or cfg.n_jobs
@@ -122,7 +122,7 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
         stream = (_stack_one(*a, None) for a in args)
     results = {}
     run.clear_issues(STAGE)
-    for result in tqdm(stream, total=len(rows), desc="2.5D stacks", unit="patient", disable=not progress):
+    for result in progress_bar(stream, total=len(rows), desc="2.5D stacks", unit="patient", disable=not progress):
         results[result["patient_id"]] = result
         if result["status"] == "excluded":
             run.record_issue(result["patient_id"], STAGE, "excluded", result["file"], result["message"])

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
-from tqdm import tqdm
 
+from hcc_utils.progress import progress as progress_bar
 from hcc_utils.synth import truth
 from hcc_utils.synth.anatomy import AnatomyPainter, draw_anatomy
 from hcc_utils.synth.biology import sample_clinical
@@ -113,8 +113,8 @@ def generate_cohort(cfg: SyntheticCohort, out_dir: Path, n_jobs: int = 2, progre
              for row, seed in zip(table.to_dict("records"), image_seed.spawn(cfg.n), strict=True)]
     with _patient_map(n_jobs) as mapper:
         results = mapper(_render_patient_task, tasks)
-        rendered = pd.DataFrame(list(tqdm(results, total=cfg.n, disable=not progress, desc="synthetic cohort",
-                                          unit="patient")))
+        rendered = pd.DataFrame(list(progress_bar(results, total=cfg.n, disable=not progress,
+                                                  desc="synthetic cohort", unit="patient")))
     table = table.merge(rendered, on="patient_id", how="left", validate="one_to_one")
 
     table["image"] = [f"images/{p}.nii.gz" for p in table["patient_id"]]
