@@ -179,6 +179,7 @@ def test_published_report_has_no_local_path_and_no_progress_bar(smoke_run):
     """No page of the site names this machine's run folder, project or home directory, and none holds a
     progress-bar line; the executed notebooks (kept in the run folder) hold no progress bar either."""
     import nbformat
+
     from hcc_utils.progress import progress_lines
 
     html_root = smoke_run.html_index.parent
@@ -208,6 +209,9 @@ def test_published_report_leads_with_results_and_ends_with_methods_provenance_tr
     for page in ("docs/method.html", "provenance.html", "tripod_ai.html"):
         assert (html_root / page).is_file(), page
     for name, _ in NOTEBOOKS:
-        text = (html_root / "notebooks" / f"{name}.html").read_text(encoding="utf-8")
-        assert "params_file" not in text and "run_dir =" not in text, name
-        assert "tag_hide-input" in text, name
+        source = json.loads((smoke_run.run_dir / "book" / "notebooks" / f"{name}.ipynb").read_text())
+        code = [c for c in source["cells"] if c["cell_type"] == "code"]
+        assert not [c for c in code if {"parameters", "injected-parameters"} & set(c["metadata"].get("tags", []))]
+        assert not [c for c in code if "".join(c["source"]).lstrip().startswith(("params_file =", "run_dir ="))]
+        assert all("hide-input" in c["metadata"]["tags"] for c in code), name
+        assert "tag_hide-input" in (html_root / "notebooks" / f"{name}.html").read_text(encoding="utf-8"), name
