@@ -276,6 +276,8 @@ class RadiomicsConfig(_Section):
     icc_max_patients: int | None = Field(None, ge=3, description="reader-2 extraction and ICC on at most "
                                          "this many patients (None: all eligible)")
     n_jobs: int = Field(2, ge=1, description="extraction processes (one patient each)")
+    diagnostics: bool = Field(False, description="PyRadiomics' diagnostics_* entries (versions, image hashes); "
+                              "off: no feature value changes, 0.5-1 s less per case")
 
 
 class ClinicalConfig(_Section):
