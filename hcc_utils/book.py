@@ -165,10 +165,9 @@ def _write_config(book: Path) -> None:
 
 def _chapter_pages(run: RunFolder, params: Params, book: Path, notebooks: list[tuple[str, str]],
                    method_file: Path) -> bool:
-    """Methods, the model card (when the bundle wrote one), Provenance and TRIPOD+AI; returns whether the model
-    card is in the book."""
+    """Methods, the model card (when the bundle wrote one) and Provenance; returns whether the model card is in
+    the book."""
     from hcc_utils.provenance_chapter import provenance_page
-    from hcc_utils.tripod import tripod_page
 
     if not Path(method_file).is_file():
         raise BookError(f"{method_file} not found: the book's Methods chapter is docs/method.md of the project")
@@ -179,7 +178,6 @@ def _chapter_pages(run: RunFolder, params: Params, book: Path, notebooks: list[t
     if card.is_file():
         shutil.copy2(card, book / f"{MODEL_CARD_PAGE}.md")
     (book / f"{PROVENANCE_PAGE}.md").write_text(provenance_page(run), encoding="utf-8")
-    (book / f"{TRIPOD_PAGE}.md").write_text(tripod_page(book), encoding="utf-8")
     return card.is_file()
 
 
@@ -196,6 +194,7 @@ def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params:
                        method_file: Path = METHOD_FILE) -> Path:
     """The book's sources in ``run/book`` (module docstring); returns the book folder."""
     from hcc_utils.landing import landing_page
+    from hcc_utils.tripod import tripod_page
 
     book = run.root / "book"
     (book / "notebooks").mkdir(parents=True, exist_ok=True)
@@ -203,10 +202,11 @@ def write_book_sources(run: RunFolder, notebooks: list[tuple[str, str]], params:
         nbformat.write(publishable_notebook(run.notebooks / f"{name}.ipynb", run),
                        book / "notebooks" / f"{name}.ipynb")
     _write_config(book)
-    _publish_run_files(run, book)
     has_card = _chapter_pages(run, params, book, notebooks, method_file)
     chapters = chapter_titles(notebooks, has_card)
     (book / "intro.md").write_text(landing_page(run, params, notebooks, chapters), encoding="utf-8")
+    (book / f"{TRIPOD_PAGE}.md").write_text(tripod_page(book), encoding="utf-8")  # last: it links the others
+    _publish_run_files(run, book)  # after the landing page drew its figure
     toc = table_of_contents(notebooks, model_card=has_card)
     (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
     return book

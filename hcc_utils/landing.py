@@ -3,7 +3,7 @@
 
 In order: one sentence on what the report is; the cohort in one line (patients, ER rate, scanners, split,
 excluded patients with links to the chapters that list them); Table 4 in the paper's style (``paper_tables``) and
-the ROC figure of the models on the training and validation patients (the paper's Figure 5a-b); the DeLong tests
+beside it the ROC curves of the models on the validation patients (the paper's Figure 5b, drawn here); the DeLong tests
 of DL-MIL against each comparator on the validation patients, one sentence each; the robustness headline of
 chapter 09 when it ran; the warnings that matter (a synthetic cohort, the ``onekey_compat`` protocol, a model whose
 selection fell back, a DL-MIL no better than chance by the permutation test); then the chapters. A chapter whose
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -24,8 +25,8 @@ from hcc_utils import artifacts, model_registry
 from hcc_utils.config import Params
 from hcc_utils.run_folder import RunFolder
 
-ROC_FIGURE = "fig5ab_roc"
-"""The figure the landing page shows (saved by notebook 06)."""
+ROC_FIGURE = "glance_roc_validation"
+"""The landing page's figure: the validation panel of notebook 06's Figure 5a-b, drawn when the book is written."""
 STAGE_CHAPTERS = {"cohort": "01_preprocessing", "inputs": "01_preprocessing", "slices": "02_slices_2p5d",
                   "radiomics": "05_models"}
 """Where each stage of ``exclusions.csv`` shows its patients (the landing page links there)."""
@@ -93,6 +94,29 @@ def table4_html(run: RunFolder) -> str | None:
     shown = table4(pd.read_csv(path))
     return shown.to_html(index=False, table_id="glance-table4", classes="table hcc-glance", border=0,
                          escape=True, na_rep="–")
+
+
+def write_roc_figure(run: RunFolder, params: Params) -> Path | None:
+    """Draw the validation ROC curves (notebook 06's predictions and Table 4) as ``figures/<ROC_FIGURE>.png`` and
+    ``.svg``; None before chapter 06 or when no model has predictions."""
+    import matplotlib.pyplot as plt
+
+    from hcc_utils import comparison
+    from hcc_utils.plots.comparison import validation_roc
+
+    path = artifacts.TABLE4.path(run)
+    if not path.is_file():
+        return None
+    try:
+        preds = comparison.load_predictions(run, params.evaluation.train_predictions)
+    except (ValueError, artifacts.ArtifactMissing):
+        return None
+    figure = validation_roc(comparison.roc_curve_table(preds), pd.read_csv(path), params.evaluation.ci_level)
+    png = artifacts.figure_path(run, ROC_FIGURE)
+    for target in (png, artifacts.figure_svg_path(run, ROC_FIGURE)):
+        figure.savefig(target, bbox_inches="tight", dpi=130)
+    plt.close(figure)
+    return png
 
 
 def delong_sentences(run: RunFolder) -> list[str]:
@@ -164,17 +188,22 @@ def landing_page(run: RunFolder, params: Params, notebooks: list[tuple[str, str]
                  chapters: list[tuple[str, str]]) -> str:
     """The Markdown of ``intro.md`` (module docstring). ``chapters``: (page, title) after the landing page."""
     lines = ["# Results at a glance", "", cohort_line(params, run, notebooks), ""]
-    table = table4_html(run)
+    table, figure = table4_html(run), write_roc_figure(run, params)
     if table is None:
         lines += ["*Table 4 is missing: chapter 06 did not finish.*", ""]
     else:
-        lines += ['<p class="hcc-caption"><b>Table 4.</b> Discrimination of the models on the training and '
-                  'validation patients: AUC with its 95% DeLong CI; accuracy, sensitivity and specificity at the '
-                  'cut-off of chapter 06 (<a href="tables/table4_models.csv">CSV</a>).</p>', "", table, ""]
-    if artifacts.figure_path(run, ROC_FIGURE).is_file():
-        lines += [f'<img id="glance-roc" src="figures/{ROC_FIGURE}.png" alt="ROC curves of the models">', "",
-                  '<p class="hcc-caption"><b>Figure 5a-b.</b> ROC curves of the models on the training (a) and '
-                  f'validation (b) patients (<a href="figures/{ROC_FIGURE}.svg">SVG</a>).</p>', ""]
+        block = ['<div class="hcc-glance-row"><div class="hcc-glance-table">',
+                 '<p class="hcc-caption"><b>Table 4.</b> Discrimination of the models on the training and validation '
+                 'patients: AUC with its 95% DeLong CI; accuracy, sensitivity and specificity at the cut-off of '
+                 'chapter 06 (<a href="tables/table4_models.csv">CSV</a>).</p>', table, "</div>"]
+        if figure is not None:
+            block += ['<figure class="hcc-glance-figure">',
+                      f'<img id="glance-roc" src="figures/{figure.name}" alt="ROC curves of the models, validation '
+                      'patients">',
+                      '<figcaption class="hcc-caption"><b>Figure 5b.</b> ROC curves of the models on the validation '
+                      f'patients (<a href="figures/{figure.stem}.svg">SVG</a>; chapter 06 shows the training set '
+                      'beside it).</figcaption></figure>']
+        lines += ["\n".join(line for part in [*block, "</div>"] for line in part.splitlines() if line.strip()), ""]
     lines += ["A reproduction of Cen et al. (2025), *CT-Based 2.5D Deep Learning-Multi-Instance Learning for "
               "Predicting Early Recurrence of Hepatocellular Carcinoma*, on the cohort of run "
               f"`{run.root.name}` (protocol `{params.protocol}`). Every number was computed by the chapters "

@@ -85,7 +85,10 @@ def fake_run(tmp_path) -> tuple[RunFolder, object]:
                  columns=["model", "permutations", "observed_auc", "table4_auc", "null_mean", "null_sd",
                           "null_low", "null_high", "p_value"]).to_csv(
         artifacts.ROBUSTNESS_PERMUTATION.path(run), index=False)
-    artifacts.figure_path(run, "fig5ab_roc").write_bytes(b"png")
+    for slug, probs in (("dl_mil", [0.8, 0.3, 0.4, 0.7]), ("radiomics", [0.6, 0.5, 0.55, 0.5])):
+        pd.DataFrame({"patient_id": ["a", "b", "c", "d"], "split": ["train", "train", "validation", "validation"],
+                      "er": [1, 0, 0, 1], "prob": probs, "prob_oof": probs}).to_csv(
+            artifacts.PATIENT_PREDICTIONS.path(run, slug=slug), index=False)
     return run, params
 
 
@@ -99,6 +102,10 @@ def test_landing_page_leads_with_the_cohort_table4_and_the_roc_figure(tmp_path):
     assert "median validation AUC 0.70 (0.60-0.80) over 20 repeated splits; permutation p = 0.20" in page
     assert "not distinguishable from chance by the permutation test" in page
     assert "synthetic" in page and "1. [Cohort](notebooks/01_preprocessing.ipynb)" in page
+    assert artifacts.figure_path(run, "glance_roc_validation").is_file()
+    assert artifacts.figure_svg_path(run, "glance_roc_validation").is_file()
+    html_block = page[page.index('<div class="hcc-glance-row">'):page.index("</figure>")]
+    assert "\n\n" not in html_block, "a blank line would end MyST's raw HTML block"
     assert "{{" not in page
 
 

@@ -26,6 +26,18 @@ def _two_panels(height: float = 4.2):
     return fig, axes
 
 
+def _roc_panel(ax, roc_table: pd.DataFrame, table4: pd.DataFrame, dataset: str, title: str,
+               ci_level: float) -> None:
+    for model, curve in roc_table[roc_table["dataset"] == dataset].groupby("model", sort=False):
+        row = table4[(table4["dataset"] == dataset) & (table4["model"] == model)].iloc[0]
+        label = f"{model}: AUC {row['auc']:.3f} ({row['auc_low']:.3f}–{row['auc_high']:.3f})"
+        ax.step(curve["fpr"], curve["tpr"], where="post", color=model_registry.colour(model), lw=1.8, label=label)
+    ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", xlabel="1 − specificity (fraction)",
+           title=title)
+    ax.legend(loc="lower right", fontsize=8, title=f"AUC ({ci_level:.0%} CI, DeLong)", title_fontsize=8)
+
+
 def roc_curves(roc_table: pd.DataFrame, table4: pd.DataFrame, train_label: str | None = None,
                ci_level: float = 0.95):
     """ROC curves per set (Fig. 5a,b); the legend gives each model's AUC and DeLong CI from Table 4.
@@ -37,16 +49,17 @@ def roc_curves(roc_table: pd.DataFrame, table4: pd.DataFrame, train_label: str |
     """
     fig, axes = _two_panels(4.6)
     for ax, dataset, letter in zip(axes, ("train", "validation"), "ab", strict=True):
-        for model, curve in roc_table[roc_table["dataset"] == dataset].groupby("model", sort=False):
-            row = table4[(table4["dataset"] == dataset) & (table4["model"] == model)].iloc[0]
-            label = f"{model}: AUC {row['auc']:.3f} ({row['auc_low']:.3f}–{row['auc_high']:.3f})"
-            ax.step(curve["fpr"], curve["tpr"], where="post", color=model_registry.colour(model), lw=1.8,
-                    label=label)
-        ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=0.8)
-        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", xlabel="1 − specificity (fraction)",
-               title=_set_title(dataset, letter, train_label))
-        ax.legend(loc="lower right", fontsize=8, title=f"AUC ({ci_level:.0%} CI, DeLong)", title_fontsize=8)
+        _roc_panel(ax, roc_table, table4, dataset, _set_title(dataset, letter, train_label), ci_level)
     axes[0].set_ylabel("Sensitivity (fraction)")
+    fig.tight_layout()
+    return fig
+
+
+def validation_roc(roc_table: pd.DataFrame, table4: pd.DataFrame, ci_level: float = 0.95):
+    """The validation panel of Fig. 5b alone, small (the report's landing page)."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    _roc_panel(ax, roc_table, table4, "validation", SET_TITLES["validation"], ci_level)
+    ax.set_ylabel("Sensitivity (fraction)")
     fig.tight_layout()
     return fig
 
