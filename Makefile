@@ -54,5 +54,5 @@ bench: venv  ## the speed checks of benchmarks/ (several minutes; best on an oth
 bench-gpu: venv  ## CNN training img/s and share of the ceiling at the paper's 224 px (on a GPU)
 	$(PY) benchmarks/cnn_throughput.py --size 224 --batch-size 128
 
-lab: venv  ## open the notebooks in JupyterLab
-	$(PY) -m jupyter lab notebooks/
+lab: venv  ## open the notebooks in JupyterLab (kernels: OpenMP threads sleep when idle, hcc_utils.threads)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m jupyter lab notebooks/
