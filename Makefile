@@ -11,7 +11,7 @@ VENV ?= $(VENV_ROOT)/py311-$(REQ_HASH)
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: help venv report smoke paper test lint lab bench
+.PHONY: help venv report smoke paper test lint lab bench bench-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,5 +51,8 @@ bench: venv  ## the speed checks of benchmarks/ (several minutes; best on an oth
 	$(PY) benchmarks/radiomics.py --patients 4
 	$(PY) benchmarks/recipe.py --jobs 1
 
-lab: venv  ## open the notebooks in JupyterLab
-	$(PY) -m jupyter lab notebooks/
+bench-gpu: venv  ## CNN training img/s and share of the ceiling at the paper's 224 px (on a GPU)
+	$(PY) benchmarks/cnn_throughput.py --size 224 --batch-size 128
+
+lab: venv  ## open the notebooks in JupyterLab (kernels: OpenMP threads sleep when idle, hcc_utils.threads)
+	OMP_WAIT_POLICY=PASSIVE $(PY) -m jupyter lab notebooks/

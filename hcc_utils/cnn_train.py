@@ -41,6 +41,7 @@ from torchvision.ops import roi_align
 
 from hcc_utils.config import CNNConfig
 from hcc_utils.progress import plural, progress, summary_mode
+from hcc_utils.threads import configured_threads
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -115,8 +116,8 @@ def autocast_for(device: torch.device, cfg: CNNConfig) -> contextlib.AbstractCon
 
 @contextlib.contextmanager
 def torch_settings(cfg: CNNConfig, device: torch.device) -> Iterator[None]:
-    """Threads (``cnn.num_threads``, default torch's), deterministic kernels and cuDNN autotuning for one
-    training run; restored afterwards.
+    """Threads (``cnn.num_threads``, default ``compute.threads`` as ``notebook.setup`` configured it, else
+    torch's), deterministic kernels and cuDNN autotuning for one training run; restored afterwards.
 
     CPU runs use deterministic algorithms (two runs with one seed give the same numbers); GPU runs autotune
     cuDNN (seeded, not bitwise reproducible) unless ``cnn.deterministic_gpu``.
@@ -124,8 +125,8 @@ def torch_settings(cfg: CNNConfig, device: torch.device) -> Iterator[None]:
     threads, det, warn_only = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(), \
         torch.is_deterministic_algorithms_warn_only_enabled()
     bench, cudnn_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    if cfg.num_threads or configured_threads():
+        torch.set_num_threads(cfg.num_threads or configured_threads())
     deterministic = device.type == "cpu" or cfg.deterministic_gpu
     if device.type == "cuda" and cfg.deterministic_gpu:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (read at its start)

@@ -169,9 +169,9 @@ class CNNConfig(_Section):
     bf16_cpu: bool = Field(False, description="bf16 autocast on CPUs that support it (AVX512-BF16/AMX)")
     compile: bool = Field(False, description="torch.compile on GPU (pays for long runs of small nets only)")
     deterministic_gpu: bool = Field(False, description="deterministic cuDNN kernels (slower)")
-    num_threads: int | None = Field(None, ge=1, description="CPU threads for training; default torch's "
-                                    "(OMP_NUM_THREADS, else the physical cores). On a shared machine 1 is "
-                                    "often faster: oversubscribed threads stall at every synchronisation")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads for training; default "
+                                    "compute.threads (the cores this process may use). CNN weights are "
+                                    "bit-reproducible on one thread count, not across counts (hcc_utils.threads)")
     progress: bool = Field(True, description="progress bars per epoch")
     downstream_architecture: Literal["auto", "resnet18", "resnet101", "densenet121"] = Field(
         "auto", description="auto: best selection AUC (inner validation if leak_free, validation if "

@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hcc_utils import artifacts, captions, paper_tables
+from hcc_utils import artifacts, captions, paper_tables, threads
 from hcc_utils.config import Params, load_params
 from hcc_utils.run_folder import RunFolder
 
 
 def setup(params_file: str | Path, run_dir: str | Path) -> tuple[Params, RunFolder]:
-    """Load the run's parameters, seed every generator, set plotting and display defaults.
+    """Load the run's parameters, seed every generator, set this process's threads (``hcc_utils.threads``),
+    plotting and display defaults.
 
     ``run_dir`` is created when it does not exist (stepping through in JupyterLab); when the runner executes the
     notebook it passes the run folder it made and ``params_file`` is that folder's ``params.yaml``.
@@ -42,6 +43,7 @@ def setup(params_file: str | Path, run_dir: str | Path) -> tuple[Params, RunFold
     run.root.mkdir(parents=True, exist_ok=True)
     random.seed(params.seed)
     np.random.seed(params.seed)  # noqa: NPY002 (libraries that still use the global generator)
+    threads.configure(params.compute)
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 130, "savefig.bbox": "tight",
                          "axes.spines.top": False, "axes.spines.right": False,
                          "svg.hashsalt": "hcc_2p5d"})

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from hcc_utils import artifacts, book
+from hcc_utils import artifacts, book, threads
 from hcc_utils.book import (  # noqa: F401 (the book's names, as callers knew them here)
     METHOD_FILE,
     METHODS_PAGE,
@@ -131,16 +131,19 @@ def _check_resume_params(run: RunFolder, params: Params) -> None:
 
 
 @contextmanager
-def _kernel_environment():
+def _kernel_environment(extra: dict[str, str] | None = None):
     """Kernels inherit this process's environment: the project root on PYTHONPATH, figures inline, and no
     progress bars (a batch run's notebook would keep every update; ``hcc_utils.progress`` prints one summary line
-    per loop instead)."""
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND", "HCC_PROGRESS", "TQDM_DISABLE")}
+    per loop instead); and ``extra`` (``run_book``: the OpenMP wait policy and thread counts of
+    ``hcc_utils.threads.kernel_environment``, which a process reads only when it starts)."""
+    extra = extra or {}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "MPLBACKEND", "HCC_PROGRESS", "TQDM_DISABLE", *extra)}
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(PROJECT_ROOT), *[p for p in paths if p != str(PROJECT_ROOT)]])
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ["HCC_PROGRESS"] = "summary"
     os.environ["TQDM_DISABLE"] = "1"
+    os.environ.update(extra)
     try:
         yield
     finally:
@@ -222,7 +225,7 @@ def run_book(params_file: Path | str, out: Path | str | None = None, resume: boo
         logged = _logged_issues(run)
         memory = PeakMemory()
         try:
-            with memory:
+            with memory, _kernel_environment(threads.kernel_environment(params.compute)):
                 seconds = execute_notebook(name, run, Path(notebook_dir), hint, cell_timeout)
         except NotebookFailed:
             status[name].update(state="failed", peak_mb=round(memory.peak_mb))
