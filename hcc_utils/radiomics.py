@@ -288,12 +288,12 @@ def _cache_file(run: RunFolder, patient_id: str, reader: str) -> Path:
     return artifacts.RADIOMICS_CACHE.path(run, stem=artifacts.file_stem(patient_id), reader=reader)
 
 
-def _read_cache(path: Path, key: str) -> dict[str, float] | None:
+def _read_cache(path: Path, key: str, diagnostics: bool = False) -> dict[str, float] | None:
     try:
         entry = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return entry["features"] if entry.get("key") == key else None
+    return entry["features"] if entry.get("key") == key and (not diagnostics or "diagnostics" in entry) else None
 
 
 def _write_cache(path: Path, key: str, features: dict[str, float], seconds: float,
@@ -336,7 +336,8 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
     """Reader-1 features of every patient and reader-2 features of the ICC patients (index ``patient_id``).
 
     Cached per patient and reader in ``cache/radiomics/<pid>_reader{1,2}.json`` (keyed by the settings and
-    the input files), extracted in parallel over patients (``n_jobs`` processes, default
+    the input files; with ``radiomics.diagnostics`` the entry also holds PyRadiomics' diagnostics, as text),
+    extracted in parallel over patients (``n_jobs`` processes of ``compute.worker_threads`` threads, default
     ``radiomics.n_jobs``). Patients excluded at an earlier stage are skipped; a failed reader-1 extraction
     excludes the patient from the radiomics model, a failed reader-2 extraction only from the ICC (both
     recorded in ``exclusions.csv``).
@@ -360,7 +361,7 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
         missing = {}
         for reader, mask in masks.items():
             key = _cache_key(fingerprint, row["image"], mask)
-            cached = _read_cache(_cache_file(run, pid, reader), key)
+            cached = _read_cache(_cache_file(run, pid, reader), key, params.radiomics.diagnostics)
             if cached is None:
                 missing[reader] = (mask, key)
             else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,12 +13,15 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from _volumes import realdata_dir
 from radiomics import cShape, glcm, imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 from threadpoolctl import threadpool_info
 
 from hcc_utils import radiomics, radiomics_fast
+from hcc_utils.config import params_from_dict
+from hcc_utils.run_folder import RunFolder
 
 PROJECT = Path(__file__).resolve().parents[1]
 FULL_BANK = PROJECT / "params" / "radiomics_default.yaml"
@@ -217,6 +221,33 @@ def test_diagnostics_on_are_a_plain_calls_and_off_are_absent(lung1, resampled):
     assert not any(k.startswith("diagnostics_") for k in off["features"])
     if resampled:  # extract_features: the diagnostics first, then the features, as PyRadiomics returns them
         assert radiomics.extract_features(*lung1, settings, diagnostics=True) == on["diagnostics"] | on["features"]
+
+
+def test_cohort_cache_holds_diagnostics_when_asked_and_the_features_stay_the_same(synthetic_tumours, tmp_path,
+                                                                                   monkeypatch):
+    image, mask = synthetic_tumours[0]
+    settings = tmp_path / "radiomics.yaml"
+    settings.write_text(yaml.safe_dump({"imageType": {"Original": {}}, "featureClass": {"firstorder": None},
+                                        "setting": {"binWidth": 25, "interpolator": "sitkBSpline",
+                                                    "resampledPixelSpacing": [1, 1, 1], "label": 1}}))
+    cohort = pd.DataFrame([{"patient_id": "P1", "image": str(image), "mask": str(mask), "mask_reader2": None,
+                            "er": 0, "split": "train"}])
+    run = RunFolder(tmp_path / "run")
+
+    def params(diagnostics: bool):
+        return params_from_dict({"cohort": {"manifest": str(tmp_path / "cohort.csv")},
+                                 "radiomics": {"settings": str(settings), "n_jobs": 1, "diagnostics": diagnostics}})
+
+    cache = run.cache / "radiomics" / "P1_reader1.json"
+    off, _ = radiomics.extract_cohort(cohort, params(False), run)
+    assert "diagnostics" not in json.loads(cache.read_text())
+    on, _ = radiomics.extract_cohort(cohort, params(True), run)  # extracted again, for the diagnostics
+    diagnostics = json.loads(cache.read_text())["diagnostics"]
+    assert len(diagnostics["diagnostics_Image-original_Hash"]) == 40  # sha1 of the whole image
+    pd.testing.assert_frame_equal(on, off)
+    monkeypatch.setattr(radiomics, "extract_patient", None)  # from the cache, either way
+    for diagnostics_on in (False, True):
+        pd.testing.assert_frame_equal(radiomics.extract_cohort(cohort, params(diagnostics_on), run)[0], off)
 
 
 # ------------------------------------------------------------------------------------------- threads
