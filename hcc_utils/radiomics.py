@@ -52,7 +52,6 @@ from pykwalify.errors import SchemaError
 from radiomics import __version__ as pyradiomics_version
 from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
-from threadpoolctl import threadpool_limits
 
 from hcc_utils import artifacts, radiomics_fast
 from hcc_utils.config import Params
@@ -246,18 +245,15 @@ def extract_patient(image_path: str | Path, masks: Mapping[str, str | Path], set
     ``threads``: SimpleITK and BLAS threads while extracting (in a worker process, ``compute.worker_threads``:
     1, so that N workers use N cores; None: as they are).
     """
-    limits = threadpool_limits(limits=threads) if threads else contextlib.nullcontext()
-    if threads:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
     extractor = load_extractor(settings)
     fast = fast_extractor(extractor, diagnostics)
     out: dict[str, dict] = {}
-    try:
-        image = _as_image(image_path, "image", patient_id)
-    except Exception as exc:  # noqa: BLE001 - reported per patient, the cohort goes on
-        return {r: {"features": None, "diagnostics": None, "error": f"image: {exc}", "seconds": 0.0}
-                for r in masks}
-    with limits:
+    with radiomics_fast.extraction_threads(threads):
+        try:
+            image = _as_image(image_path, "image", patient_id)
+        except Exception as exc:  # noqa: BLE001 - reported per patient, the cohort goes on
+            return {r: {"features": None, "diagnostics": None, "error": f"image: {exc}", "seconds": 0.0}
+                    for r in masks}
         for reader, mask_path in masks.items():
             start = time.perf_counter()
             try:
