@@ -142,22 +142,30 @@ def _makespan(seconds: list[float], workers: int) -> float:
     return max(free)
 
 
+def _worker_patient(row: dict, extractor) -> tuple[dict, float]:
+    """One patient as a worker extracts it (one thread), with the worker's CPU seconds for it."""
+    start = time.process_time()
+    out = radiomics.extract_patient(row["image"], _masks(row), extractor, row["patient_id"], threads=1)
+    return out, time.process_time() - start
+
+
 def _scaling(cohort: pd.DataFrame, extractor, jobs: list[int]) -> pd.DataFrame:
-    """Wall-clock seconds for all patients per process count, after the worker processes have started; and the
-    speed-up the schedule allows (the patients' own seconds of the first run, largest tumours first, on N
-    perfectly parallel workers): what an idle machine should approach."""
+    """Wall-clock seconds for all patients per process count, after the worker processes have started; the
+    workers' CPU seconds per patient (equal across process counts when the workers do not oversubscribe the
+    cores); and the speed-up the schedule allows (the patients' own seconds of the first run, largest tumours
+    first, on N perfectly parallel workers): what an idle machine should approach."""
     cohort = cohort.iloc[radiomics.largest_first(cohort["mask"].tolist())]  # as extract_cohort schedules
     rows, per_patient = [], None
     for n_jobs in jobs:
         Parallel(n_jobs=n_jobs)(delayed(_warm_worker)() for _ in range(n_jobs))  # loky reuses these workers
         start = time.perf_counter()
-        outputs = Parallel(n_jobs=n_jobs)(delayed(radiomics.extract_patient)(row["image"], _masks(row), extractor,
-                                                                             row["patient_id"], threads=1)
+        outputs = Parallel(n_jobs=n_jobs)(delayed(_worker_patient)(row, extractor)
                                           for row in cohort.to_dict("records"))
-        rows.append({"processes": n_jobs, "seconds": time.perf_counter() - start})
-        per_patient = per_patient or [sum(r["seconds"] for r in out.values()) for out in outputs]
+        rows.append({"processes": n_jobs, "seconds": time.perf_counter() - start,
+                     "worker_cpu_s/patient": sum(cpu for _, cpu in outputs) / len(cohort)})
+        per_patient = per_patient or [sum(r["seconds"] for r in out.values()) for out, _ in outputs]
     table = pd.DataFrame(rows)
-    table["seconds/patient"] = table["seconds"] / len(cohort)
+    table.insert(2, "seconds/patient", table["seconds"] / len(cohort))
     table["speed-up"] = table["seconds"].iloc[0] / table["seconds"]
     table["schedule_allows"] = [_makespan(per_patient, jobs[0]) / _makespan(per_patient, n) for n in jobs]
     return table
