@@ -13,14 +13,17 @@ over the *whole* input volume (a 512 x 512 x n CT) and, with diagnostics on, it 
 whole volume. Here the input image is first cropped to that box plus ``BSPLINE_MARGIN_VOXELS`` (beyond which
 the cubic B-spline prefilter's influence, 0.268 per voxel, is below double precision), ``resampleImage`` is
 called with the full mask (so the grid is exactly PyRadiomics' grid), and the resampled crop is handed to
-``execute`` with resampling and diagnostics off. The image is read once per patient for both readers, and
-PyRadiomics' bin edges are computed from the ROI's two extremes (``_bin_edges_from_extremes``: its own function,
-the same edges, without a Python loop over every voxel once per feature class). What remains is PyRadiomics'
-feature maths (shape diameters, texture matrices, filters): 80-90% of the time, growing with the tumour.
-``benchmarks/radiomics.py`` and ``tests/test_radiomics.py`` check the values against a plain PyRadiomics call
-(bit-identical in practice). Without resampling (``resampledPixelSpacing`` unset) PyRadiomics' own ``preCrop``
-is switched on: original-image features are unchanged; filtered-image features are then those of the tumour
-box plus ``padDistance`` rather than of the whole volume, as PyRadiomics computes them whenever it resamples.
+``execute`` with resampling and diagnostics off (``radiomics.diagnostics: true`` adds a plain call's
+``diagnostics_*`` entries, whole-volume hashes included). The image is read once per patient for both readers,
+and PyRadiomics runs with the exact overrides of ``hcc_utils.radiomics_fast`` (bin edges from the ROI's extremes,
+binning once per image, MCC from a symmetric eigenproblem, shape diameters among convex-hull candidates, ...).
+What remains is PyRadiomics' feature maths (texture matrices in C, filters, resampling): most of the time.
+In worker processes SimpleITK and BLAS run on ``compute.worker_threads`` threads (1), so N workers use N cores.
+``benchmarks/radiomics.py`` and ``tests/test_radiomics*.py`` check the values against a plain PyRadiomics call
+(1e-9 relative; most values bit-identical). Without resampling (``resampledPixelSpacing`` unset) PyRadiomics'
+own ``preCrop`` is switched on: original-image features are unchanged; filtered-image features are then those
+of the tumour box plus ``padDistance`` rather than of the whole volume, as PyRadiomics computes them whenever it
+resamples.
 
 Example::
 
@@ -50,7 +53,7 @@ from radiomics import __version__ as pyradiomics_version
 from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-from hcc_utils import artifacts
+from hcc_utils import artifacts, radiomics_fast
 from hcc_utils.config import Params
 from hcc_utils.io import read_image
 from hcc_utils.progress import progress
@@ -119,33 +122,6 @@ def _quiet_pyradiomics(level: int = logging.ERROR) -> Iterator[None]:
 # --------------------------------------------------------------------------------------------- extraction
 
 
-@contextlib.contextmanager
-def _bin_edges_from_extremes() -> Iterator[None]:
-    """PyRadiomics' fixed-bin-width edges, with the ROI's extremes found by numpy.
-
-    ``imageoperations.getBinEdges`` takes ``min()`` and ``max()`` of the ROI's grey values with Python's
-    builtins, one numpy scalar per voxel, and the image is binned once per feature class: 5% of a full-bank
-    extraction for a 3 cm tumour, 25% at 6 cm. With a fixed ``binWidth`` the edges depend on those two values
-    only, so PyRadiomics' own function is handed ``[min, max]`` (exact in floating point): the same edges, hence
-    the same features.
-    ``binCount`` settings and ROIs holding NaN go to the original function unchanged.
-    """
-    original = imageoperations.getBinEdges
-
-    def from_extremes(parameterValues, **kwargs):  # noqa: N803 - PyRadiomics' argument name
-        values = np.asarray(parameterValues)
-        if kwargs.get("binCount") is not None or values.size == 0:
-            return original(parameterValues, **kwargs)
-        extremes = np.array([values.min(), values.max()])
-        return original(parameterValues if np.isnan(extremes).any() else extremes, **kwargs)
-
-    imageoperations.getBinEdges = from_extremes
-    try:
-        yield
-    finally:
-        imageoperations.getBinEdges = original
-
-
 def _label_map(mask: sitk.Image, settings: dict) -> sitk.Image:
     """The mask as PyRadiomics reads it; the whole-volume cast happens only for vector or non-integer
     masks."""
@@ -197,14 +173,15 @@ def prepare_inputs(image: sitk.Image, mask: sitk.Image,
     return imageoperations.resampleImage(cropped, mask, **settings)
 
 
-def fast_extractor(settings: Settings) -> RadiomicsFeatureExtractor:
-    """The extractor used on ``prepare_inputs``' output: no resampling (already done), no diagnostics."""
+def fast_extractor(settings: Settings, diagnostics: bool = False) -> RadiomicsFeatureExtractor:
+    """The extractor used on ``prepare_inputs``' output: no resampling (already done), PyRadiomics' diagnostics
+    only when asked (``diagnostics``; ``radiomics_fast.plain_diagnostics`` makes them a plain call's)."""
     extractor = copy.deepcopy(load_extractor(settings))
     if resamples(extractor):
         extractor.settings.update(resampledPixelSpacing=None, normalize=False, preCrop=False)
     else:
         extractor.settings.update(preCrop=True)
-    extractor.settings["additionalInfo"] = False
+    extractor.settings["additionalInfo"] = diagnostics
     return extractor
 
 
@@ -216,20 +193,32 @@ def _as_image(source: str | Path | sitk.Image, role: str, patient_id: str | None
     return source if isinstance(source, sitk.Image) else read_image(Path(source), patient_id, role)
 
 
+def _extract(image: sitk.Image, mask: sitk.Image, extractor: RadiomicsFeatureExtractor,
+             fast: RadiomicsFeatureExtractor) -> tuple[dict[str, float], dict | None]:
+    """Features (and, if ``fast`` has them on, a plain call's diagnostics) of one image and mask."""
+    with _quiet_pyradiomics(), radiomics_fast.exact_overrides():
+        inputs = prepare_inputs(image, mask, extractor)
+        result = fast.execute(*inputs)
+    diagnostics = (radiomics_fast.plain_diagnostics(result, extractor, image, mask, inputs, resamples(extractor))
+                   if fast.settings["additionalInfo"] else None)
+    return _as_floats(result), diagnostics
+
+
 def extract_features(image_path: str | Path | sitk.Image, mask_path: str | Path | sitk.Image,
-                     settings: Settings) -> dict[str, float]:
+                     settings: Settings, diagnostics: bool = False) -> dict:
     """PyRadiomics features of one image and mask (HU image, any spacing), e.g. ``original_firstorder_Mean``.
 
     With resampling in the settings, the values equal
-    ``RadiomicsFeatureExtractor(settings).execute(image_path, mask_path)`` (to floating-point round-off at
-    most; without resampling see the module docstring). ``settings`` is a PyRadiomics YAML path, its parsed
-    dict or an extractor; image and mask are files (NIfTI, NRRD, MHA, a DICOM folder) or SimpleITK images.
+    ``RadiomicsFeatureExtractor(settings).execute(image_path, mask_path)`` to 1e-9 relative (bit-identical but
+    for the overrides of ``hcc_utils.radiomics_fast``; without resampling see the module docstring).
+    ``settings`` is a PyRadiomics YAML path, its parsed dict or an extractor; image and mask are files (NIfTI,
+    NRRD, MHA, a DICOM folder) or SimpleITK images. With ``diagnostics`` the plain call's ``diagnostics_*``
+    entries (versions, settings, image hashes; not floats) come first, as PyRadiomics returns them.
     """
     extractor = load_extractor(settings)
     image, mask = _as_image(image_path, "image"), _as_image(mask_path, "mask")
-    with _quiet_pyradiomics(), _bin_edges_from_extremes():
-        inputs = prepare_inputs(image, mask, extractor)
-        return _as_floats(fast_extractor(extractor).execute(*inputs))
+    features, info = _extract(image, mask, extractor, fast_extractor(extractor, diagnostics))
+    return (info or {}) | features
 
 
 def extract_reference(image_path: str | Path, mask_path: str | Path, settings: Settings,
@@ -246,31 +235,34 @@ def extract_reference(image_path: str | Path, mask_path: str | Path, settings: S
 
 
 def extract_patient(image_path: str | Path, masks: Mapping[str, str | Path], settings: Settings,
-                    patient_id: str | None = None, single_thread: bool = False) -> dict[str, dict]:
+                    patient_id: str | None = None, threads: int | None = None,
+                    diagnostics: bool = False) -> dict[str, dict]:
     """Features of one patient for each reader's mask; the image is read once.
 
-    Returns ``{reader: {"features": dict | None, "error": str | None, "seconds": float}}``; an error of one
-    reader (unreadable mask, label missing, ...) does not stop the other.
+    Returns ``{reader: {"features": dict | None, "diagnostics": dict | None, "error": str | None, "seconds":
+    float}}``; an error of one reader (unreadable mask, label missing, ...) does not stop the other.
+    ``diagnostics``: PyRadiomics' ``diagnostics_*`` entries of a plain call, kept apart from the features.
+    ``threads``: SimpleITK and BLAS threads while extracting (in a worker process, ``compute.worker_threads``:
+    1, so that N workers use N cores; None: as they are).
     """
-    if single_thread:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     extractor = load_extractor(settings)
-    fast = fast_extractor(extractor)
+    fast = fast_extractor(extractor, diagnostics)
     out: dict[str, dict] = {}
-    try:
-        image = _as_image(image_path, "image", patient_id)
-    except Exception as exc:  # noqa: BLE001 - reported per patient, the cohort goes on
-        return {r: {"features": None, "error": f"image: {exc}", "seconds": 0.0} for r in masks}
-    for reader, mask_path in masks.items():
-        start = time.perf_counter()
+    with radiomics_fast.extraction_threads(threads):
         try:
-            mask = _as_image(mask_path, "mask", patient_id)
-            with _quiet_pyradiomics(), _bin_edges_from_extremes():
-                features = _as_floats(fast.execute(*prepare_inputs(image, mask, extractor)))
-            out[reader] = {"features": features, "error": None, "seconds": time.perf_counter() - start}
-        except Exception as exc:  # noqa: BLE001
-            out[reader] = {"features": None, "error": f"{type(exc).__name__}: {exc}",
-                           "seconds": time.perf_counter() - start}
+            image = _as_image(image_path, "image", patient_id)
+        except Exception as exc:  # noqa: BLE001 - reported per patient, the cohort goes on
+            return {r: {"features": None, "diagnostics": None, "error": f"image: {exc}", "seconds": 0.0}
+                    for r in masks}
+        for reader, mask_path in masks.items():
+            start = time.perf_counter()
+            try:
+                features, info = _extract(image, _as_image(mask_path, "mask", patient_id), extractor, fast)
+                out[reader] = {"features": features, "diagnostics": info, "error": None,
+                               "seconds": time.perf_counter() - start}
+            except Exception as exc:  # noqa: BLE001
+                out[reader] = {"features": None, "diagnostics": None, "error": f"{type(exc).__name__}: {exc}",
+                               "seconds": time.perf_counter() - start}
     return out
 
 
@@ -292,17 +284,21 @@ def _cache_file(run: RunFolder, patient_id: str, reader: str) -> Path:
     return artifacts.RADIOMICS_CACHE.path(run, stem=artifacts.file_stem(patient_id), reader=reader)
 
 
-def _read_cache(path: Path, key: str) -> dict[str, float] | None:
+def _read_cache(path: Path, key: str, diagnostics: bool = False) -> dict[str, float] | None:
     try:
         entry = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return entry["features"] if entry.get("key") == key else None
+    return entry["features"] if entry.get("key") == key and (not diagnostics or "diagnostics" in entry) else None
 
 
-def _write_cache(path: Path, key: str, features: dict[str, float], seconds: float) -> None:
+def _write_cache(path: Path, key: str, features: dict[str, float], seconds: float,
+                 diagnostics: dict | None = None) -> None:
+    entry = {"key": key, "seconds": round(seconds, 3), "features": features}
+    if diagnostics:  # radiomics.diagnostics: PyRadiomics' entries, as text (its CSV output writes them so)
+        entry["diagnostics"] = {k: str(v) for k, v in diagnostics.items()}
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"key": key, "seconds": round(seconds, 3), "features": features}))
+    tmp.write_text(json.dumps(entry))
     os.replace(tmp, path)
 
 
@@ -336,7 +332,8 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
     """Reader-1 features of every patient and reader-2 features of the ICC patients (index ``patient_id``).
 
     Cached per patient and reader in ``cache/radiomics/<pid>_reader{1,2}.json`` (keyed by the settings and
-    the input files), extracted in parallel over patients (``n_jobs`` processes, default
+    the input files; with ``radiomics.diagnostics`` the entry also holds PyRadiomics' diagnostics, as text),
+    extracted in parallel over patients (``n_jobs`` processes of ``compute.worker_threads`` threads, default
     ``radiomics.n_jobs``). Patients excluded at an earlier stage are skipped; a failed reader-1 extraction
     excludes the patient from the radiomics model, a failed reader-2 extraction only from the ICC (both
     recorded in ``exclusions.csv``).
@@ -360,7 +357,7 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
         missing = {}
         for reader, mask in masks.items():
             key = _cache_key(fingerprint, row["image"], mask)
-            cached = _read_cache(_cache_file(run, pid, reader), key)
+            cached = _read_cache(_cache_file(run, pid, reader), key, params.radiomics.diagnostics)
             if cached is None:
                 missing[reader] = (mask, key)
             else:
@@ -371,15 +368,17 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
     first_masks = [next(iter(missing.values()))[0] for _, _, missing in todo]  # reader 1's unless cached
     todo = [todo[i] for i in largest_first(first_masks)]
     n_jobs = n_jobs or params.radiomics.n_jobs
-    jobs = (delayed(extract_patient)(image, {r: m for r, (m, _) in missing.items()}, extractor, pid,
-                                     n_jobs > 1) for pid, image, missing in todo)
+    threads = params.compute.worker_threads if n_jobs > 1 else None
+    jobs = (delayed(extract_patient)(image, {r: m for r, (m, _) in missing.items()}, extractor, pid, threads,
+                                     params.radiomics.diagnostics) for pid, image, missing in todo)
     outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
     for (pid, _, missing), output in progress(zip(todo, outputs, strict=True), total=len(todo),
                                               desc="radiomics (patients)", unit="patient", disable=not todo):
         for reader, res in output.items():
             mask, key = missing[reader]
             if res["features"] is not None:
-                _write_cache(_cache_file(run, pid, reader), key, res["features"], res["seconds"])
+                _write_cache(_cache_file(run, pid, reader), key, res["features"], res["seconds"],
+                             res["diagnostics"])
                 results[pid][reader] = res["features"]
             else:
                 severity, scope = (("excluded", "the radiomics model") if reader == "reader1"

@@ -139,25 +139,6 @@ def test_fast_path_equals_plain_call_with_filters_and_anisotropic_voxels(tmp_pat
     assert _relative_difference(plain, radiomics.extract_features(image, mask, normalised)).max() <= 1e-12
 
 
-@pytest.mark.parametrize("settings", [{"binWidth": 25}, {"binWidth": 0.5}, {"binCount": 16}, {}])
-def test_bin_edges_from_extremes_are_pyradiomics_own_and_the_original_is_restored(settings):
-    from radiomics import imageoperations
-
-    original = imageoperations.getBinEdges
-    rng = np.random.default_rng(0)
-    rois = [rng.normal(40, 300, 5000), rng.normal(0, 3, 7), np.full(20, 75.0), np.array([-1000.0, 3000.0]),
-            np.array([1.0, np.nan, 5.0])][: 4 if "binCount" in settings else 5]  # histogram() refuses NaN
-    with radiomics._bin_edges_from_extremes():
-        assert imageoperations.getBinEdges is not original
-        patched = [imageoperations.getBinEdges(roi, **settings) for roi in rois]
-    assert imageoperations.getBinEdges is original
-    for roi, edges in zip(rois, patched, strict=True):
-        np.testing.assert_array_equal(edges, original(roi, **settings))
-    with pytest.raises(RuntimeError), radiomics._bin_edges_from_extremes():
-        raise RuntimeError("an error inside PyRadiomics")
-    assert imageoperations.getBinEdges is original
-
-
 def test_largest_tumours_go_first(tmp_path):
     sizes = {"small": 10, "large": 3000, "medium": 400}
     for name, size in sizes.items():
