@@ -142,6 +142,8 @@ def test_book_with_the_checklist_builds_without_warnings(book):
     config = yaml.safe_load((ROOT / "book" / "_config.yml").read_text())
     assert config["sphinx"]["config"]["myst_heading_anchors"] == 3
     (book / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    for folder in ("_ext", "_static"):  # the config's local extension and styles, as hcc_utils.book copies them
+        shutil.copytree(ROOT / "book" / folder, book / folder)
     chapters = [f"notebooks/{name}" for name, _ in NOTEBOOKS] + ["docs/method", "provenance", "tripod"]
     toc = {"format": "jb-book", "root": "intro", "chapters": [{"file": c} for c in chapters]}
     (book / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
