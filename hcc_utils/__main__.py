@@ -16,7 +16,7 @@ from pathlib import Path
 
 BAD_INPUT = ("pydantic:ValidationError", "hcc_utils.config:ParamsError", "hcc_utils.inputs_check:PatientInputError",
              "hcc_utils.cohort:CohortError", "hcc_utils.manifest_check:CohortError", "hcc_utils.runner:RunError",
-             "hcc_utils.synth.truth:GroundTruthError", "hcc_utils.bundle:BundleError",
+             "hcc_utils.synth.truth:GroundTruthError", "hcc_utils.bundle:BundleError", "hcc_utils.compute:ComputeError",
              "hcc_utils.predict:PredictError", "hcc_utils.export:ExportError",
              "hcc_utils.browser:BrowserUnavailable")
 """The exceptions (``module:class``) that mean bad input rather than a bug, besides ``UsageError`` and ``OSError``.

@@ -127,7 +127,8 @@ def apply_model(params: Params, run, progress: bool = False) -> Applied:
     model = load_bundle(run.root)
     manifest = read_new_manifest(source.manifest, model)
     folder = artifacts.APPLIED_PREDICTIONS.path(run).parent
-    table = predict_patients(model, manifest.table, folder, manifest.problems, progress=progress)
+    table = predict_patients(model, manifest.table, folder, manifest.problems, progress=progress,
+                             compute=params.compute)
     labels = _labels(manifest.table)
     return Applied(table, labels, {s: m.name for s, m in model.models.items()},
                    {s: m.threshold for s, m in model.models.items()}, source)

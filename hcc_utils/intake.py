@@ -12,9 +12,10 @@ cannot run, and then before anything long starts (docs/method.md section 1):
    each set (``MIN_PER_CLASS``); too few stops with the counts and what to change.
 
 The verdicts go to the run's ``exclusions.csv`` (stages ``cohort`` and ``inputs``) and, per patient, to
-``tables/input_check.csv``. Each patient's file check is cached in the run folder, so the runner's check before
-chapter 01 and chapter 01 itself read the files once. ``python -m hcc_utils check`` runs the same checks without a
-run folder.
+``tables/input_check.csv``. The file checks run per patient through ``compute.map_patients`` (``slices.n_jobs``
+processes, or the Dask cluster of ``params.compute``). Each patient's file check is cached in the run folder, so
+the runner's check before chapter 01 and chapter 01 itself read the files once. ``python -m hcc_utils check`` runs
+the same checks without a run folder.
 
 Example::
 
@@ -34,6 +35,7 @@ import pandas as pd
 
 from hcc_utils import artifacts
 from hcc_utils.cohort import SPLITS, CohortError, manifest_path, split_patients
+from hcc_utils.compute import map_patients
 from hcc_utils.config import Params
 from hcc_utils.inputs_check import file_state
 from hcc_utils.manifest_check import format_problems, read_manifest
@@ -99,8 +101,6 @@ def check_cohort(params: Params, run: RunFolder | None = None, progress: bool = 
     Raises:
         CohortError: the manifest cannot be read at all, or ``cohort.invalid_rows: stop`` and a row is invalid.
     """
-    from joblib import Parallel, delayed
-
     manifest = read_manifest(manifest_path(params), params.cohort.columns)
     problems = manifest.problems
     if params.cohort.invalid_rows == "stop" and len(manifest.excluded):
@@ -111,9 +111,7 @@ def check_cohort(params: Params, run: RunFolder | None = None, progress: bool = 
     table = manifest.table.reset_index(drop=True)
     records = table.to_dict("records")
     n_jobs = min(params.slices.n_jobs, max(1, len(records)))
-    jobs = (delayed(_check_one)(r, params, run) for r in records)
-    stream = Parallel(n_jobs=n_jobs, return_as="generator")(jobs) if n_jobs > 1 else (
-        _check_one(r, params, run) for r in records)
+    stream = map_patients(_check_one, [(r, params, run) for r in records], params.compute, n_jobs)
     checks = list(progress_bar(stream, total=len(records), desc="input checks", unit="patient",
                                disable=not progress))
     checks = mark_duplicates(checks)

@@ -12,7 +12,8 @@ rows nor a validation patient. The selection does not depend on the ExtraTrees p
 before the trees are cached per fold (the pipeline's ``memory``, a joblib cache in a temporary folder): each fold
 fits the selection once, not once per grid candidate. The best configuration is refitted on all training
 patients; that final pipeline takes the raw feature table (all columns, by name) and ``predict_proba`` returns
-the ER probability.
+the ER probability. The grid search and the out-of-fold refits run in ``model.n_jobs`` processes, or on the Dask
+cluster of ``params.compute`` (``hcc_utils.compute.joblib_backend``; the same numbers).
 
 Training probabilities come twice: apparent (``prob``: the final pipeline on the patients it was fitted on,
 optimistic: ExtraTrees nearly separates its own training patients) and out-of-fold (``prob_oof``: the best
@@ -50,6 +51,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validat
 from sklearn.preprocessing import StandardScaler
 
 from hcc_utils import artifacts, model_registry, stats
+from hcc_utils.compute import joblib_backend
 from hcc_utils.config import ModelConfig, Params, SelectionConfig
 from hcc_utils.fold_selection import ALL_STEPS, FeatureSelector, fold_notes, selection_stability
 from hcc_utils.run_folder import RunFolder
@@ -238,8 +240,10 @@ def fit_recipe(features: pd.DataFrame, labels: pd.Series, split: pd.Series, para
                                   memory=joblib.Memory(cache, verbose=0))
         search = GridSearchCV(pipeline, param_grid(params.model), scoring="roc_auc", cv=folds,
                               n_jobs=params.model.n_jobs, refit=True, error_score="raise")
-        search.fit(x_train, y_train)
-        oof, fold_pipelines = _out_of_fold(search.best_estimator_, x_train, y_train, folds, params.model.n_jobs)
+        with joblib_backend(params.compute):
+            search.fit(x_train, y_train)
+            oof, fold_pipelines = _out_of_fold(search.best_estimator_, x_train, y_train, folds,
+                                               params.model.n_jobs)
     best = search.best_estimator_.set_params(memory=None)
     selection: SelectionResult = best.named_steps["select"].selection_
     fold_selectors = [fold.named_steps["select"] for fold in fold_pipelines]

@@ -39,6 +39,7 @@ import pandas as pd
 
 from hcc_utils import artifacts
 from hcc_utils.bundle import Bundle
+from hcc_utils.config_compute import ComputeConfig
 from hcc_utils.manifest_check import MANIFEST_COLUMNS, PATH_COLUMNS, ManifestResult, read_manifest
 from hcc_utils.progress import progress as progress_bar
 
@@ -144,16 +145,43 @@ def _inputs(model: Bundle, table: pd.DataFrame, slices: list[pd.DataFrame], feat
     return inputs
 
 
-def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool, stacks: dict | None = None
-            ) -> tuple[list[pd.DataFrame], dict[str, dict]]:
-    """Steps 1 to 3 and 5 of the module docstring per patient: its slice probabilities and radiomics features;
-    each stack's pixels, masks and offsets into ``stacks`` (``patient_report.PatientImages``) when it is given."""
+def patient_inputs(row: dict, params, extractor) -> dict:
+    """Steps 1, 2 and 5 of the module docstring for one manifest row (a task of ``compute.map_patients``; never
+    raises on bad input): ``check`` (``patient_check.PatientCheck``), ``error`` (the stack's exclusion message or
+    None), ``pixels`` (uint8 stack), ``masks``, ``info`` (the stack's info) and ``radiomics``
+    (``radiomics.extract_patient``'s reader-1 result, None without ``extractor``)."""
     from hcc_utils import radiomics
-    from hcc_utils.cnn_train import torch_settings
     from hcc_utils.inputs_check import PatientInputError
     from hcc_utils.patient_check import EXCLUDED as CHECK_EXCLUDED
-    from hcc_utils.patient_check import check_patient, mark_duplicates
+    from hcc_utils.patient_check import check_patient
     from hcc_utils.stack import make_stack
+
+    pid = str(row["patient_id"])
+    out = {"check": check_patient(pid, row["image"], row["mask"], params.preprocess, params.slices),
+           "error": None, "pixels": None, "masks": None, "info": None, "radiomics": None}
+    if out["check"].status == CHECK_EXCLUDED:
+        return out
+    try:
+        stack = make_stack(row["image"], row["mask"], params.preprocess, params.slices, pid)
+    except PatientInputError as err:
+        out["error"] = str(err)
+        return out
+    out.update(pixels=np.round(stack.images * 255).astype(np.uint8), masks=stack.masks, info=stack.info)
+    if extractor is not None:
+        out["radiomics"] = radiomics.extract_patient(row["image"], {"reader1": row["mask"]}, extractor, pid)["reader1"]
+    return out
+
+
+def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool, stacks: dict | None = None,
+            compute: ComputeConfig | None = None) -> tuple[list[pd.DataFrame], dict[str, dict]]:
+    """Steps 1 to 3 and 5 of the module docstring per patient (``patient_inputs`` through
+    ``compute.map_patients``; the CNN runs here): its slice probabilities and radiomics features; each stack's
+    pixels, masks and offsets into ``stacks`` (``patient_report.PatientImages``) when it is given."""
+    from hcc_utils import radiomics
+    from hcc_utils.cnn_train import torch_settings
+    from hcc_utils.compute import map_patients
+    from hcc_utils.patient_check import EXCLUDED as CHECK_EXCLUDED
+    from hcc_utils.patient_check import mark_duplicates
 
     params = model.params
     network, device = load_cnn(model) if "dl_mil" in model.models else (None, None)
@@ -162,37 +190,36 @@ def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
         extractor = radiomics.load_extractor(model.radiomics_settings)
         extractor.settings["label"] = params.slices.mask_label
     slices, features, checks = [], {}, []
+    tasks = [(row, params, extractor) for row in table.to_dict("records")]
     with torch_settings(params.cnn, device) if device is not None else contextlib.nullcontext():
-        for row in progress_bar(table.to_dict("records"), desc="patients", unit="patient", disable=not progress):
-            pid = str(row["patient_id"])
-            check = check_patient(pid, row["image"], row["mask"], params.preprocess, params.slices)
+        for result in progress_bar(map_patients(patient_inputs, tasks, compute), total=len(tasks), desc="patients",
+                                   unit="patient", disable=not progress):
+            check = result["check"]
+            pid = check.patient_id
             checks.append(check)
             for finding in check.findings:
                 (found.exclude if finding.severity == CHECK_EXCLUDED else found.flag)(pid, finding.message)
             if check.status == CHECK_EXCLUDED:
                 continue
-            try:
-                stack = make_stack(row["image"], row["mask"], params.preprocess, params.slices, pid)
-            except PatientInputError as err:
-                found.exclude(pid, str(err))
+            if result["error"] is not None:
+                found.exclude(pid, result["error"])
                 continue
-            for warning in stack.info["warnings"]:
+            for warning in result["info"]["warnings"]:
                 found.flag(pid, f"patient {pid}: {warning}")
-            pixels = np.round(stack.images * 255).astype(np.uint8)
+            pixels = result["pixels"]
             if stacks is not None:
                 from hcc_utils.patient_report import PatientImages
 
-                stacks[pid] = PatientImages(pixels, stack.masks, list(stack.info["offsets"]))
+                stacks[pid] = PatientImages(pixels, result["masks"], list(result["info"]["offsets"]))
             if network is not None:
                 prob = slice_probabilities(network, device, pixels, model)
                 slices.append(pd.DataFrame({"patient_id": pid, "prob": prob}))
             if extractor is not None:
-                result = radiomics.extract_patient(row["image"], {"reader1": row["mask"]}, extractor, pid)["reader1"]
-                if result["features"] is None:
-                    found.flag(pid, f"Radiomics: reader-1 extraction failed ({result['error']}): not scored by "
-                               "this model")
+                if result["radiomics"]["features"] is None:
+                    found.flag(pid, f"Radiomics: reader-1 extraction failed ({result['radiomics']['error']}): not "
+                               "scored by this model")
                 else:
-                    features[pid] = result["features"]
+                    features[pid] = result["radiomics"]["features"]
     for before, after in zip(checks, mark_duplicates(checks), strict=True):  # one image, two ids: said, scored
         if after is not before:
             found.flag(after.patient_id, after.findings[-1].message)
@@ -200,14 +227,16 @@ def _images(model: Bundle, table: pd.DataFrame, found: _Patients, progress: bool
 
 
 def predict_patients(model: Bundle, manifest_table: pd.DataFrame, out_dir: Path | str,
-                     problems: pd.DataFrame | None = None, progress: bool = True, reports: bool = True
-                     ) -> pd.DataFrame:
+                     problems: pd.DataFrame | None = None, progress: bool = True, reports: bool = True,
+                     compute: ComputeConfig | None = None) -> pd.DataFrame:
     """Score every patient of ``manifest_table`` (``read_new_manifest(...).table``) and write
     ``out_dir/predictions.csv`` (module docstring) and, with ``reports``, each scored patient's one-page
     ``out_dir/<patient>/report.html`` (``hcc_utils.patient_report``); returns the table.
 
     ``problems``: the manifest check's findings (``ManifestResult.problems``): its excluded rows are listed as
-    excluded and its warnings (a clinical value left missing, ...) flag their patient.
+    excluded and its warnings (a clinical value left missing, ...) flag their patient. ``compute``: where the
+    per-patient checks, stacks and radiomics run (``hcc_utils.compute``; None: this process, one patient after
+    another); the CNN and the models run here.
     """
     table = manifest_table.reset_index(drop=True).copy()
     table["patient_id"] = table["patient_id"].astype(str)
@@ -219,7 +248,7 @@ def predict_patients(model: Bundle, manifest_table: pd.DataFrame, out_dir: Path 
         else:
             found.flag(pid, problem["message"])
     stacks = {} if reports else None
-    slices, features = _images(model, table, found, progress, stacks)
+    slices, features = _images(model, table, found, progress, stacks, compute)
     inputs = _inputs(model, table, slices, features, found)
     out = pd.DataFrame({"patient_id": list(found.status), "status": list(found.status.values())})
     for slug, entry in model.models.items():

@@ -47,13 +47,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-from joblib import Parallel, delayed
 from pykwalify.errors import SchemaError
 from radiomics import __version__ as pyradiomics_version
 from radiomics import imageoperations
 from radiomics.featureextractor import RadiomicsFeatureExtractor
 
-from hcc_utils import artifacts, radiomics_fast
+from hcc_utils import artifacts, compute, radiomics_fast
 from hcc_utils.config import Params
 from hcc_utils.io import read_image
 from hcc_utils.progress import progress
@@ -334,9 +333,9 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
     Cached per patient and reader in ``cache/radiomics/<pid>_reader{1,2}.json`` (keyed by the settings and
     the input files; with ``radiomics.diagnostics`` the entry also holds PyRadiomics' diagnostics, as text),
     extracted in parallel over patients (``n_jobs`` processes of ``compute.worker_threads`` threads, default
-    ``radiomics.n_jobs``). Patients excluded at an earlier stage are skipped; a failed reader-1 extraction
-    excludes the patient from the radiomics model, a failed reader-2 extraction only from the ICC (both
-    recorded in ``exclusions.csv``).
+    ``radiomics.n_jobs``, or the Dask cluster of ``params.compute``: ``hcc_utils.compute.map_patients``).
+    Patients excluded at an earlier stage are skipped; a failed reader-1 extraction excludes the patient from the
+    radiomics model, a failed reader-2 extraction only from the ICC (both recorded in ``exclusions.csv``).
 
     Raises:
         RadiomicsError: no patient could be extracted with reader 1's mask.
@@ -368,10 +367,10 @@ def extract_cohort(cohort: pd.DataFrame, params: Params, run: RunFolder,
     first_masks = [next(iter(missing.values()))[0] for _, _, missing in todo]  # reader 1's unless cached
     todo = [todo[i] for i in largest_first(first_masks)]
     n_jobs = n_jobs or params.radiomics.n_jobs
-    threads = params.compute.worker_threads if n_jobs > 1 else None
-    jobs = (delayed(extract_patient)(image, {r: m for r, (m, _) in missing.items()}, extractor, pid, threads,
-                                     params.radiomics.diagnostics) for pid, image, missing in todo)
-    outputs = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+    threads = params.compute.worker_threads if n_jobs > 1 and not compute.is_dask(params.compute) else None
+    jobs = [(image, {r: m for r, (m, _) in missing.items()}, extractor, pid, threads, params.radiomics.diagnostics)
+            for pid, image, missing in todo]  # on Dask each task runs with compute.worker_threads
+    outputs = compute.map_patients(extract_patient, jobs, params.compute, n_jobs)
     for (pid, _, missing), output in progress(zip(todo, outputs, strict=True), total=len(todo),
                                               desc="radiomics (patients)", unit="patient", disable=not todo):
         for reader, res in output.items():

@@ -17,7 +17,8 @@ hold on a scanner it never saw? (docs/method.md section 10)
   scanners' patients, with slice probabilities from networks trained one scanner out, and is scored on the
   held-out scanner (AUC with DeLong CI). A scanner with too few patients or one outcome is reported, not scored.
 
-Independent fits run in ``robustness.n_jobs`` processes (joblib, as the radiomics extraction), each seeded from
+Independent fits run in ``robustness.n_jobs`` processes (joblib, as the radiomics extraction; on the Dask cluster
+of ``params.compute``, ``hcc_utils.compute.joblib_backend``), each seeded from
 ``robustness.seed`` and its index, so the same params give the same numbers; a progress bar (one summary
 line in a batch run, ``hcc_utils.progress``) follows each loop.
 """
@@ -32,7 +33,8 @@ from joblib import Parallel, delayed
 from sklearn.model_selection import train_test_split
 
 from hcc_utils import artifacts, mil, model_registry, robustness_cnn, stats
-from hcc_utils.config import Params
+from hcc_utils.compute import joblib_backend
+from hcc_utils.config import ComputeConfig, Params
 from hcc_utils.progress import progress
 from hcc_utils.robustness_chain import ChainInputs, chain_inputs, score_split
 from hcc_utils.run_folder import RunFolder
@@ -62,8 +64,10 @@ class PermutationTest:
 
 
 def _one_job(params: Params) -> Params:
+    """The params of one independent fit: its grid search in its own process (the fits run side by side)."""
     single = params.model_copy(deep=True)
     single.model.n_jobs = 1
+    single.compute = single.compute.model_copy(update={"scheduler": "local", "address": None, "local_cluster": None})
     return single
 
 
@@ -80,12 +84,13 @@ def _fit_and_score(inputs: ChainInputs, split: pd.Series, er_fit: pd.Series, er_
     return {name: _auc(er_true, prob) for name, prob in probabilities.items()}, notes
 
 
-def _run(jobs: list, n_jobs: int, desc: str) -> list:
-    """The jobs in ``n_jobs`` processes, in order, with a progress bar."""
+def _run(jobs: list, n_jobs: int, desc: str, compute: ComputeConfig | None = None) -> list:
+    """The jobs in ``n_jobs`` processes (or on the Dask cluster of ``compute``), in order, with a progress bar."""
     if not jobs:
         return []
-    results = Parallel(n_jobs=n_jobs if n_jobs < 0 else min(n_jobs, len(jobs)), return_as="generator")(jobs)
-    return list(progress(results, total=len(jobs), desc=desc, unit="fit", mininterval=2.0))
+    with joblib_backend(compute):
+        results = Parallel(n_jobs=n_jobs if n_jobs < 0 else min(n_jobs, len(jobs)), return_as="generator")(jobs)
+        return list(progress(results, total=len(jobs), desc=desc, unit="fit", mininterval=2.0))
 
 
 def table4_aucs(run: RunFolder) -> dict[str, float]:
@@ -158,7 +163,7 @@ def repeated_splits(inputs: ChainInputs, params: Params, run: RunFolder,
             task_inputs = ChainInputs(inputs.cohort, slice_probs_per_split(split, f"repeat{r}"), None,
                                       inputs.reader1, inputs.reader2)
         jobs.append(delayed(_fit_and_score)(task_inputs, split, er, er, single))
-    results = _run(jobs, cfg.n_jobs, "repeated splits")
+    results = _run(jobs, cfg.n_jobs, "repeated splits", params.compute)
     rows, notes = [], []
     for r, (split, (aucs, split_notes)) in enumerate(zip(splits, results, strict=True)):
         validation = split.index[split == "validation"]
@@ -202,7 +207,7 @@ def permutation_test(inputs: ChainInputs, params: Params, run: RunFolder) -> Per
     split = inputs.cohort.set_index("patient_id")["split"]
     labels = [er] + [permuted_labels(er, split, cfg.seed, p) for p in range(1, cfg.permutations + 1)]
     jobs = [delayed(_fit_and_score)(inputs, split, fit_labels, er, single) for fit_labels in labels]
-    results = _run(jobs, cfg.n_jobs, "permutations")
+    results = _run(jobs, cfg.n_jobs, "permutations", params.compute)
     (observed, notes), null_results = results[0], results[1:]
     null = pd.DataFrame([{"permutation": p, "model": name, "auc": aucs.get(name, np.nan)}
                          for p, (aucs, _) in enumerate(null_results, 1) for name in inputs.models],
@@ -263,7 +268,7 @@ def site_validation(inputs: ChainInputs, params: Params, run: RunFolder) -> pd.D
             continue
         split = pd.Series(np.where(sites == site, "validation", "train"), index=sites.index, name="split")
         jobs.append((site, delayed(score_split)(inputs, split, er, single)))
-    results = _run([job for _, job in jobs], cfg.n_jobs, "held-out scanners")
+    results = _run([job for _, job in jobs], cfg.n_jobs, "held-out scanners", params.compute)
     for (site, _), (probabilities, notes) in zip(jobs, results, strict=True):
         for name in inputs.models:
             note = next((n for n in notes if n.startswith(f"{name}:")), "")

@@ -1,10 +1,10 @@
 """The 2.5D slice dataset of a cohort (docs/method.md section 2).
 
-:func:`build_slice_dataset` streams the patients (in parallel with ``n_jobs``), makes each one's stack
-(``hcc_utils.stack``), caches it in ``cache/stacks/<pid>.npz`` with ``<pid>.json`` (indices, crop box, tumour
-size, warnings) so later notebooks and reruns read it instead of recomputing, records excluded or warned patients
-in the run's ``exclusions.csv`` (stage ``"slices"``), and writes the dataset notebook 03 reads (file names:
-``hcc_utils.artifacts``)::
+:func:`build_slice_dataset` streams the patients (``hcc_utils.compute.map_patients``: ``n_jobs`` processes, or
+the Dask cluster of ``params.compute``), makes each one's stack (``hcc_utils.stack``), caches it in
+``cache/stacks/<pid>.npz`` with ``<pid>.json`` (indices, crop box, tumour size, warnings) so later notebooks and
+reruns read it instead of recomputing, records excluded or warned patients in the run's ``exclusions.csv`` (stage
+``"slices"``), and writes the dataset notebook 03 reads (file names: ``hcc_utils.artifacts``)::
 
     cache/slices/dataset.npz         images uint8 (n_patients, n_offsets, S, S): windowed [0, 1] x 255;
                                      masks uint8 (same shape, 1 = tumour); offsets int (n_offsets,)
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hcc_utils import artifacts
+from hcc_utils.compute import is_dask, map_patients
 from hcc_utils.config import Params, PreprocessConfig, SlicesConfig
 from hcc_utils.inputs_check import PatientInputError, file_state, place
 from hcc_utils.progress import progress as progress_bar
@@ -104,22 +105,20 @@ def build_slice_dataset(cohort: pd.DataFrame, params: Params, run: RunFolder, n_
 
     Args:
         cohort: ``cohort.load_cohort(params, run)`` (patient_id, image, mask, er, split).
-        n_jobs: processes (default ``params.slices.n_jobs``); each uses one SimpleITK thread when > 1.
+        n_jobs: processes (default ``params.slices.n_jobs``); each uses one SimpleITK thread when > 1. With
+            ``compute.scheduler: dask`` the patients go to the cluster instead (``hcc_utils.compute``).
 
     Returns the dataset as :func:`load_slice_dataset` reads it; ``RuntimeError`` when no patient is left.
     """
     import pandas as pd
-    from joblib import Parallel, delayed
 
     pre, cfg = params.preprocess, params.slices
     n_jobs = n_jobs or cfg.n_jobs
     rows = cohort.reset_index(drop=True)
-    args = [(str(r.patient_id), str(r.image), str(r.mask), pre, cfg, run)
+    threads = 1 if n_jobs > 1 and not is_dask(params.compute) else None  # on Dask: compute.worker_threads
+    args = [(str(r.patient_id), str(r.image), str(r.mask), pre, cfg, run, threads)
             for r in rows.itertuples(index=False)]
-    if n_jobs > 1:
-        stream = Parallel(n_jobs=n_jobs, return_as="generator")(delayed(_stack_one)(*a, 1) for a in args)
-    else:
-        stream = (_stack_one(*a, None) for a in args)
+    stream = map_patients(_stack_one, args, params.compute, n_jobs)
     results = {}
     run.clear_issues(STAGE)
     for result in progress_bar(stream, total=len(rows), desc="2.5D stacks", unit="patient", disable=not progress):
