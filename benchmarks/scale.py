@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import threading
@@ -36,6 +37,7 @@ import yaml
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path[0] = str(PROJECT)  # the project, not this folder (whose radiomics.py would hide PyRadiomics)
+os.environ.setdefault("HCC_PROGRESS", "summary")  # one line per loop, as in the notebooks' kernels
 
 from hcc_utils import radiomics, runner  # noqa: E402
 from hcc_utils.cohort import ensure_synthetic, load_cohort  # noqa: E402

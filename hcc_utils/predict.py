@@ -16,6 +16,10 @@ Each patient goes through what the book did to its own patients, with the bundle
    bundle's training median (or mode) and is flagged;
 7. each model's probability of ER and its class at the model's cut-off (1 when ``prob >= cut-off``).
 
+Steps 1, 2 and 5 run per patient through ``compute.map_patients`` (:func:`patient_inputs`): in this process, or on
+the Dask cluster of ``predict_patients(compute=...)`` (notebook 10 passes the run's ``params.compute``); the rest
+runs here, in the manifest's order either way.
+
 ``DIR/predictions.csv`` (``artifacts.NEW_PREDICTIONS``): ``patient_id, status`` (``scored`` or ``excluded``),
 ``<slug>_prob, <slug>_class`` per model of the bundle (``dl_mil``, ``radiomics``, ``clinical``), ``flags`` (the
 exclusion reason, warnings, filled values; ``"; "``-separated).
