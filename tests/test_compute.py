@@ -269,6 +269,7 @@ def test_permutations_and_grid_search_identical_on_the_cluster(threads_cluster, 
         params = make_params()
         params.robustness.permutations = 9
         params.compute = cfg
+        params.model.n_estimators, params.model.max_depth, params.model.min_samples_split = [10, 30], [2, None], [2]
         result = robustness.permutation_test(ChainInputs(cohort=cohort, mil_table=features), params,
                                               RunFolder(tmp_path / name))
         tables.append((result.table, result.null))
