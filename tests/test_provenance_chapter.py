@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -87,6 +88,9 @@ def test_peak_memory_sees_a_child_that_allocates_200_mb():
 
 
 def test_peak_memory_of_no_child_is_zero():
-    with PeakMemory() as memory:
-        pass
-    assert memory.peak_mb == 0
+    """In a fresh process: this test session may keep worker processes of earlier tests (joblib, Dask)."""
+    code = ("from hcc_utils.resources import PeakMemory\nwith PeakMemory() as memory:\n    pass\n"
+            "print(memory.peak_mb)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert float(done.stdout.strip()) == 0
