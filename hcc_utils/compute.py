@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from hcc_utils.config_compute import ComputeConfig
+from hcc_utils.threads import worker_threads
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -136,33 +137,9 @@ def joblib_backend(compute: ComputeConfig | None) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _task_threads(n: int) -> Iterator[None]:
-    """``n`` BLAS threads (threadpoolctl), SimpleITK threads and, when torch is loaded, torch intra-op threads
-    for the block; the previous settings are restored after it."""
-    from threadpoolctl import threadpool_limits
-
-    sitk = sys.modules.get("SimpleITK")
-    torch = sys.modules.get("torch")
-    old_sitk = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk is not None else None
-    old_torch = torch.get_num_threads() if torch is not None else None
-    try:
-        if sitk is not None:
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
-        if torch is not None:
-            torch.set_num_threads(n)
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        if old_sitk is not None:
-            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(old_sitk)
-        if old_torch is not None:
-            torch.set_num_threads(old_torch)
-
-
 def _task(fn: Callable, args: tuple, threads: int) -> Any:
     """One patient on a worker, with the worker's thread settings."""
-    with _task_threads(threads):
+    with worker_threads(threads):
         return fn(*args)
 
 

@@ -57,6 +57,7 @@ from hcc_utils.config import Params
 from hcc_utils.io import read_image
 from hcc_utils.progress import progress
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.threads import worker_threads
 
 BSPLINE_MARGIN_VOXELS = 40
 """Voxels (original grid) kept around the resampling region: 0.268**40 ~ 1e-23 (cubic B-spline prefilter)."""
@@ -247,7 +248,7 @@ def extract_patient(image_path: str | Path, masks: Mapping[str, str | Path], set
     extractor = load_extractor(settings)
     fast = fast_extractor(extractor, diagnostics)
     out: dict[str, dict] = {}
-    with radiomics_fast.extraction_threads(threads):
+    with worker_threads(threads):
         try:
             image = _as_image(image_path, "image", patient_id)
         except Exception as exc:  # noqa: BLE001 - reported per patient, the cohort goes on

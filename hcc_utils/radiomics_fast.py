@@ -40,7 +40,6 @@ import numpy as np
 import SimpleITK as sitk
 from radiomics import base, firstorder, generalinfo, glcm, imageoperations
 from radiomics import shape as pyradiomics_shape
-from threadpoolctl import threadpool_limits
 
 from hcc_utils import radiomics_shape
 
@@ -197,22 +196,6 @@ def plain_diagnostics(result: Mapping, extractor, image: sitk.Image, mask: sitk.
 
 
 # --------------------------------------------------------------------------------------------- threads
-
-
-@contextlib.contextmanager
-def extraction_threads(threads: int | None) -> Iterator[None]:
-    """SimpleITK's and BLAS's threads set to ``threads`` for the block (None: unchanged), then restored: a worker
-    process extracts on ``compute.worker_threads`` (1), so N workers use N cores without oversubscribing them."""
-    if not threads:
-        yield
-        return
-    before = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
-    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
-    try:
-        with threadpool_limits(limits=threads):
-            yield
-    finally:
-        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before)
 
 
 # --------------------------------------------------------------------------------------------- installing

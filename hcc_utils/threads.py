@@ -114,13 +114,22 @@ def configure(compute: ComputeConfig) -> int:
 
 
 @contextmanager
-def worker_threads(n: int) -> Iterator[None]:
-    """Inside a worker process: ``n`` threads for torch (if loaded) and every BLAS and OpenMP pool, restored
-    after (a reused worker runs the next task with the limits it had)."""
+def worker_threads(n: int | None) -> Iterator[None]:
+    """Inside a worker process: ``n`` threads for torch and SimpleITK (if loaded) and every BLAS and OpenMP pool,
+    restored after (a reused worker runs the next task with the limits it had); None changes nothing."""
+    if not n:
+        yield
+        return
+    sitk = sys.modules.get("SimpleITK")
+    before_sitk = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() if sitk is not None else None
     with threadpool_limits(limits=n):
         before = _set_torch_threads(n)
+        if sitk is not None:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(n)
         try:
             yield
         finally:
             if before is not None:
                 _set_torch_threads(before)
+            if before_sitk is not None:
+                sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(before_sitk)

@@ -23,6 +23,7 @@ import yaml
 from hcc_utils import compute
 from hcc_utils.config import ComputeConfig, load_params
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.threads import worker_threads
 
 PROJECT = Path(__file__).resolve().parents[1]
 CLUSTER = {"scheduler": "dask", "local_cluster": {"n_workers": 2, "threads_per_worker": 1}}
@@ -224,7 +225,7 @@ def test_tasks_on_a_worker_run_locally_with_worker_threads(threads_cluster):
         assert client.submit(compute.is_dask, threads_cluster).result() is False
     assert compute.is_dask(threads_cluster)
     before = [p["num_threads"] for p in threadpool_info()]
-    with compute._task_threads(1):
+    with worker_threads(1):
         assert all(p["num_threads"] == 1 for p in threadpool_info())
     assert [p["num_threads"] for p in threadpool_info()] == before
 
