@@ -11,7 +11,8 @@ wrong types and out-of-range values are errors that name the key, the value and 
 
 Sections map to stages: ``cohort`` (section 1 of docs/method.md, data), ``preprocess`` (1), ``slices`` (2), ``cnn``
 (3), ``mil`` (4), ``selection`` and ``model`` (5), ``radiomics`` and ``clinical`` (5), ``evaluation`` (6),
-``explain`` and ``pathology`` (6), ``robustness`` (10), ``apply`` (11); ``compute`` (where and with how many
+``explain`` and ``pathology`` (6), ``robustness`` (10), ``apply`` (11), ``comparators`` (12; notebook 11:
+``hcc_utils.config_comparators``); ``compute`` (where and with how many
 threads the work runs: ``hcc_utils.config_compute``; it changes no result).
 
 One path rule (``ParamsPath``): a relative path in a params file (``cohort.manifest``, ``radiomics.settings``,
@@ -27,6 +28,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, create_model, field_validator
 
+from hcc_utils.config_comparators import ABMILConfig, CNN3DConfig, ComparatorsConfig  # noqa: F401  (re-exported)
 from hcc_utils.config_compute import ComputeConfig, LocalClusterConfig  # noqa: F401  (re-exported)
 from hcc_utils.config_sections import (  # noqa: F401  (re-exported: import the sections from config)
     CNN_ARCHITECTURES,
@@ -75,6 +77,7 @@ class Params(_Section):
     pathology: PathologyConfig = Field(default_factory=PathologyConfig)
     robustness: RobustnessConfig = Field(default_factory=RobustnessConfig)
     apply: ApplyConfig = Field(default_factory=ApplyConfig)
+    comparators: ComparatorsConfig = Field(default_factory=ComparatorsConfig)
     compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     source: Path | None = Field(None, exclude=True, description="the file these were read from")
