@@ -267,6 +267,19 @@ ROBUSTNESS_VALIDATION_CHOSEN_SLICES = Artifact("cache/robustness/{architecture}_
                                                "probability of every slice (keyed by the checkpoint's cache key)",
                                                VALIDATION_CHOSEN_SLICE_COLUMNS)
 
+_NB11 = "11_comparators"
+COMPARATORS_COLUMNS = ("comparator", "family", "n_validation", "auc", "auc_low", "auc_high", "accuracy",
+                       "sensitivity", "specificity", "threshold", "delong_z", "delong_p", "seconds")
+COMPARATORS = Artifact("tables/comparators.csv", _NB11, "each comparator's validation AUC (CI), accuracy, "
+                       "sensitivity, specificity, DeLong test against DL-MIL and wall time", COMPARATORS_COLUMNS)
+COMPARATOR_PREDICTIONS = Artifact("predictions/comparators_patients.csv", _NB11, "every comparator's score per "
+                                  "patient", ("patient_id", "split", "er", "comparator", "score"))
+COMPARATOR_INPUTS = Artifact("cache/comparators/{stem}.npz", _NB11, "one patient's extra slices and 3D tumour box")
+COMPARATOR_ATTENTION = Artifact("tables/comparators_abmil_attention.csv", _NB11, "ABMIL's attention weight per "
+                                "patient and slice offset", ("patient_id", "split", "offset", "weight"))
+COMPARATOR_FIT = Artifact("models/comparators_{name}.json", _NB11, "a learned comparator's fitted and selection "
+                          "patients, chosen epoch and history")
+
 CHECK_REPORT = "check-{name}.csv"
 """``python -m hcc_utils check``'s findings, written in the working folder (there is no run folder yet)."""
 

@@ -5,7 +5,7 @@ every table it shows from a CSV (``tables/NAME.csv``, written by the notebook or
 here: what is plotted or tabulated and on which patients. Numbers are not typed: a figure or table the paper has
 keeps the paper's number (Table 2-5; Figure 2, 3a, 3b, 3c-d, 4a-c, 5a-b, 5c-d, 5e-g, 6), and every other one gets
 a supplementary number, "Figure S1", "Figure S2", ..., "Table S1", ..., in the order of the entries below (the
-book's order: notebooks 01 to 10). A table or figure a run does not make (e.g. no cross-fit) leaves its number
+book's order: notebooks 01 to 11). A table or figure a run does not make (e.g. no cross-fit) leaves its number
 unused, so numbers mean the same in every run.
 
     >>> figure("fig5ab_roc").label
@@ -220,6 +220,15 @@ _ENTRIES = (
        "this run."),
     _f("applied_roc", "ROC curves of the models on the new patients with a known outcome; AUC with DeLong CI in "
        "the legend."),
+    # 11 comparators
+    _t("comparators", "Comparators of the paper's design on this run's split: validation AUC (DeLong CI), "
+       "accuracy, sensitivity and specificity at a cut-off chosen on training patients only (Youden's J), DeLong's "
+       "test against DL-MIL on the validation patients both scored, and wall time (s)."),
+    _f("comparators_roc", "Validation ROC curves of DL-MIL and each comparator; AUC with DeLong CI in the legend."),
+    _f("comparators_attention", "ABMIL's attention weight per slice offset (slices from the central one): mean "
+       "and spread over patients, training and validation; the dashed line is the uniform weight 1/K."),
+    _f("comparators_cnn3d_history", "The 3D CNN's training loss and selection AUC per epoch; the dot marks the "
+       "epoch kept."),
 )
 
 

@@ -50,6 +50,7 @@ NOTEBOOKS: list[tuple[str, str]] = [
     ("08_pathology", "MIL features and pathology"),
     ("09_robustness", "Robustness: repeated splits, permutations, optimism, scanners"),
     ("10_apply_model", "Applying the model to new patients"),
+    ("11_comparators", "Comparators: is the paper's design the right one?"),
 ]
 
 
