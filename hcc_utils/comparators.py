@@ -170,11 +170,16 @@ def evaluate(comparators: list[Comparator], ci_level: float) -> pd.DataFrame:
             row["threshold"] = 0.5
         try:
             row["auc"], row["auc_low"], row["auc_high"] = stats.auc_ci(valid["er"], valid["score"], ci_level)
-            row.update({k: v for k, v in stats.classification_metrics(valid["er"], valid["score"],
-                                                                      row["threshold"]).items()
-                        if k != "threshold"})
+        except stats.DegenerateScoreError as exc:  # a constant score: AUC 0.5 without an interval, as Table 4
+            row["auc"] = stats.auc(valid["er"], valid["score"])
+            notes.append(f"{comp.name}, validation: {exc}; interval left empty")
         except ValueError as exc:
-            notes.append(f"{comp.name}: validation metrics undefined ({exc})")
+            notes.append(f"{comp.name}: no validation AUC ({exc})")
+        try:
+            metrics = stats.classification_metrics(valid["er"], valid["score"], row["threshold"])
+            row.update({k: v for k, v in metrics.items() if k != "threshold"})
+        except ValueError as exc:
+            notes.append(f"{comp.name}: no validation accuracy, sensitivity or specificity ({exc})")
         if comp is not comparators[0]:
             pair = valid.set_index("patient_id")[["er", "score"]].join(reference.rename("reference"), how="inner")
             try:

@@ -114,7 +114,7 @@ def abmil_comparator(params: Params, run: RunFolder, patients: pd.DataFrame, dev
                                                len(dataset.offsets)),
                             "offset": np.tile(dataset.offsets, len(ids)), "weight": result.weights.ravel()})
     comp = score_comparator("ABMIL (gated attention)", "abmil", pd.Series(result.prob, index=ids), patients,
-                            params.protocol, time.perf_counter() - start, result.notes)
+                            params.protocol, time.perf_counter() - start, [f"ABMIL: {n}" for n in result.notes])
     return comp, result, list(dataset.offsets), weights
 
 
@@ -131,8 +131,9 @@ def cnn3d_comparator(params: Params, run: RunFolder, patients: pd.DataFrame, inp
                          params.seed * 1000 + SEED_OFFSET["cnn3d"], device)
     _record_fit(run, "cnn3d", ids, fit, select, result)
     size = params.comparators.cnn3d.size
-    comp = score_comparator(f"3D CNN ({size}³ voxels)", "cnn3d", pd.Series(result.prob, index=ids), patients,
-                            params.protocol, time.perf_counter() - start, result.notes)
+    name = f"3D CNN ({size}³ voxels)"
+    comp = score_comparator(name, "cnn3d", pd.Series(result.prob, index=ids), patients, params.protocol,
+                            time.perf_counter() - start, [f"{name}: {n}" for n in result.notes])
     return comp, result
 
 
