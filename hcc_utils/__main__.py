@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--no-report", action="store_true", help="write predictions.csv only, no per-patient "
                          "one-page HTML summaries")
     predict.add_argument("--force", action="store_true", help=f"write into a folder that is not empty: {force}")
+    predict.add_argument("--dask", metavar="ADDRESS", help="score the patients on a running dask.distributed "
+                         "scheduler, e.g. tcp://host:8786 (its workers must see the files under the same paths)")
 
     export = sub.add_parser("export", help="a run's rendered report as one PDF and a zip of the HTML site for "
                             "any static host (needs Chromium)")
@@ -269,10 +271,16 @@ def _predict(args: argparse.Namespace) -> int:
     from hcc_utils.bundle import load_bundle
     from hcc_utils.predict import one_patient_manifest, predict_patients, read_new_manifest
 
+    from hcc_utils import threads
+    from hcc_utils.config_compute import ComputeConfig
+
+    compute = ComputeConfig(scheduler="dask", address=args.dask) if args.dask else ComputeConfig()
+    threads.configure(compute)
     model = load_bundle(args.model)
     manifest = (read_new_manifest(args.manifest, model) if args.manifest is not None
                 else one_patient_manifest(args.image, args.mask, clinical, args.patient_id))
-    table = predict_patients(model, manifest.table, args.out, manifest.problems, reports=not args.no_report)
+    table = predict_patients(model, manifest.table, args.out, manifest.problems, reports=not args.no_report,
+                             compute=compute)
     scored = int((table["status"] == "scored").sum())
     print(f"scored {scored} of {len(table)} patient(s) with the bundle of run '{model.index.get('run')}'; "
           f"written to {args.out / artifacts.NEW_PREDICTIONS}")

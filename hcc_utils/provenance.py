@@ -12,6 +12,7 @@ from pathlib import Path
 from hcc_utils import artifacts
 from hcc_utils.config import Params
 from hcc_utils.resources import machine_info
+from hcc_utils.threads import process_threads
 from hcc_utils.run_folder import RunFolder
 
 PACKAGES = ["numpy", "scipy", "pandas", "scikit-learn", "imbalanced-learn", "torch", "torchvision", "SimpleITK",
@@ -82,7 +83,8 @@ def write_provenance(run: RunFolder, params: Params, params_file: Path, started:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "packages": package_versions(),
-        "machine": machine_info(),
+        "machine": {**machine_info(), "torch_threads": process_threads(params.compute),
+                    "worker_threads": params.compute.worker_threads},
         "started": started,
         "ended": ended,
         "notebooks": status,

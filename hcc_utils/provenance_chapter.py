@@ -166,6 +166,9 @@ def machine_lines(machine: dict | None) -> list[str]:
     if machine.get("memory_limit_gb"):
         memory += f" (the run was limited to {machine['memory_limit_gb']} GB)"
     gpus = ", ".join(machine.get("gpus") or []) or "none used by torch"
+    if machine.get("torch_threads"):  # CNN results depend on it (REPRODUCIBILITY)
+        cores += (f"; {machine['torch_threads']} torch and BLAS threads per notebook, "
+                  f"{machine.get('worker_threads', 1)} per worker process")
     return [f"- CPU: {machine.get('cpu', NOT_RECORDED)}; {cores}.",
             f"- Memory: {memory}.",
             f"- GPU: {gpus}.",

@@ -169,3 +169,14 @@ def test_a_folder_without_a_bundle_exits_2(tmp_path, capsys):
 def test_an_unknown_clinical_name_is_refused():
     with pytest.raises(ValueError, match="--clinical weight=...: not a manifest column"):
         one_patient_manifest("ct.nii.gz", "m.nii.gz", {"weight": "80"})
+
+
+def test_an_unreachable_dask_scheduler_is_a_clear_error(run, tmp_path, capsys, monkeypatch):
+    from hcc_utils import compute
+
+    monkeypatch.setattr(compute, "CONNECT_TIMEOUT_S", 1)
+    row = pd.read_csv(new_manifest(run, tmp_path / "in", limit=1), dtype=str).iloc[0]
+    code = main(["predict", "--model", str(run), "--image", row["image"], "--mask", row["mask"], "--no-report",
+                 "--dask", "tcp://127.0.0.1:9", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert "cannot connect to the Dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err

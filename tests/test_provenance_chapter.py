@@ -42,6 +42,7 @@ def test_page_states_commit_seeds_machine_and_reproducibility(page):
     assert "| `split_seed` | 42 |" in page
     assert "| 1,234 |" in page and "not recorded" in page
     assert machine_info()["cpu"] in page
+    assert "torch and BLAS threads per notebook" in page  # CNN results depend on the thread count
     assert "0.737" in page and "0.684" in page
     assert page.count("```yaml") == 1 and "name: smoke" in page
 
