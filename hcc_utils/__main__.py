@@ -267,12 +267,10 @@ def _predict(args: argparse.Namespace) -> int:
             raise UsageError(f"--clinical {item!r}: write NAME=VALUE, e.g. age=61 afp=420 gender=M")
         clinical[name.strip()] = value.strip()
     writable_folder(args.out, args.force)
-    from hcc_utils import artifacts
+    from hcc_utils import artifacts, threads
     from hcc_utils.bundle import load_bundle
-    from hcc_utils.predict import one_patient_manifest, predict_patients, read_new_manifest
-
-    from hcc_utils import threads
     from hcc_utils.config_compute import ComputeConfig
+    from hcc_utils.predict import one_patient_manifest, predict_patients, read_new_manifest
 
     compute = ComputeConfig(scheduler="dask", address=args.dask) if args.dask else ComputeConfig()
     threads.configure(compute)

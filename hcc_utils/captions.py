@@ -223,7 +223,8 @@ _ENTRIES = (
     # 11 comparators
     _t("comparators", "Comparators of the paper's design on this run's split: validation AUC (DeLong CI), "
        "accuracy, sensitivity and specificity at a cut-off chosen on training patients only (Youden's J), DeLong's "
-       "test against DL-MIL on the validation patients both scored, and wall time (s)."),
+       "test against DL-MIL on the validation patients both scored, and wall time (s).", None,
+       paper_tables.comparators),
     _f("comparators_roc", "Validation ROC curves of DL-MIL and each comparator; AUC with DeLong CI in the legend."),
     _f("comparators_attention", "ABMIL's attention weight per slice offset (slices from the central one): mean "
        "and spread over patients, training and validation; the dashed line is the uniform weight 1/K."),

@@ -151,6 +151,25 @@ def delong(frame: pd.DataFrame, digits: int = DIGITS) -> pd.DataFrame:
     })
 
 
+def comparators(frame: pd.DataFrame, digits: int = DIGITS) -> pd.DataFrame:
+    """Notebook 11's table (``tables/comparators.csv``) in Table 4's style: Comparator, Tests, n, AUC (95% CI),
+    Accuracy, Sensitivity, Specificity, p against DL-MIL (DeLong), Time (s)."""
+    out = pd.DataFrame({
+        "Comparator": frame["comparator"], "Tests": frame["family"],
+        "n": [MISSING if _missing(n) else str(int(n)) for n in frame["n_validation"]],
+        "AUC (95% CI)": [format_estimate(a, lo, hi, digits)
+                         for a, lo, hi in zip(frame["auc"], frame["auc_low"], frame["auc_high"], strict=True)],
+        **{METRIC_NAMES[m]: [format_number(v, digits) for v in frame[m]]
+           for m in ("accuracy", "sensitivity", "specificity")},
+        "p vs DL-MIL": [format_p(p) for p in frame["delong_p"]],
+        "Time (s)": [MISSING if _missing(t) else f"{float(t):.1f}" for t in frame["seconds"]],
+    })
+    out.attrs["footnote"] = ("Validation patients. AUC, area under the ROC curve, with its 95% DeLong confidence "
+                             "interval; accuracy, sensitivity and specificity (fractions) at the cut-off chosen on "
+                             "training patients only; p, DeLong's paired test against DL-MIL.")
+    return out
+
+
 # -- Table 2 --------------------------------------------------------------------------------------------------
 
 TABLE2_NUMBERS = tuple(f"{g}_{stat}" for g in ("ner", "er") for stat in ("n", "mean", "sd", "median", "q1", "q3",

@@ -12,8 +12,8 @@ from pathlib import Path
 from hcc_utils import artifacts
 from hcc_utils.config import Params
 from hcc_utils.resources import machine_info
-from hcc_utils.threads import process_threads
 from hcc_utils.run_folder import RunFolder
+from hcc_utils.threads import process_threads
 
 PACKAGES = ["numpy", "scipy", "pandas", "scikit-learn", "imbalanced-learn", "torch", "torchvision", "SimpleITK",
             "nibabel", "pydicom", "pyradiomics-bhklab", "shap", "grad-cam", "dcurves", "pingouin", "statsmodels",

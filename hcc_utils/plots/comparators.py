@@ -31,7 +31,9 @@ def roc_figure(roc: pd.DataFrame, table: pd.DataFrame, ci_level: float = 0.95):
             continue
         style = LINE_STYLES[seen.get(row.family, 0) % len(LINE_STYLES)]
         seen[row.family] = seen.get(row.family, 0) + 1
-        label = f"{row.comparator}: {row.auc:.3f} ({row.auc_low:.3f}–{row.auc_high:.3f})"
+        interval = (f"{row.auc_low:.3f}–{row.auc_high:.3f}" if np.isfinite(row.auc_low)
+                    else "constant score, no interval")
+        label = f"{row.comparator}: {row.auc:.3f} ({interval})"
         ax.step(curve["fpr"], curve["tpr"], where="post", ls=style, lw=2.2 if row.family == "the paper's design"
                 else 1.4, color=FAMILY_COLOURS.get(row.family, NEUTRAL_GREY), label=label)
     ax.plot([0, 1], [0, 1], ls="--", color=NEUTRAL_GREY, lw=0.8)
@@ -112,7 +114,7 @@ def attention_by_offset(weights: np.ndarray | None, offsets: list[int], split: n
     ax.axhline(1 / len(offsets), ls="--", color=NEUTRAL_GREY, lw=1, label=f"uniform 1/K = 1/{len(offsets)}")
     ax.set_xticks(positions, [f"{o:+d}" if o else "0" for o in offsets])
     ax.set(xlabel="Slice offset (slices from the central one)", ylabel="Attention weight (fraction)",
-           ylim=(0, None), title="ABMIL attention per slice offset")
-    ax.legend(fontsize=8, loc="upper right")
+           title="ABMIL attention per slice offset")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     fig.tight_layout()
     return fig
