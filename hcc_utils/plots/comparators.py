@@ -97,7 +97,7 @@ def attention_by_offset(weights: np.ndarray | None, offsets: list[int], split: n
     positions = np.asarray(offsets, dtype=float)
     step = np.min(np.diff(np.sort(positions))) if len(positions) > 1 else 1.0
     width = 0.8 * step / max(len(groups), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(offsets) * max(len(groups), 1)), 4.2))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.4 * len(offsets) * max(len(groups), 1)), 4.2))
     spare = iter(_SPARE_COLOURS * 4)
     for g, group in enumerate(groups):
         label, colour = SPLIT_STYLE.get(group, (group, None))
