@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hcc_utils import artifacts, cnn, mil, slices
+from hcc_utils import artifacts, cnn, mil, slices, threads
 from hcc_utils.cnn_train import SliceTensors, predict_probabilities
 from hcc_utils.comparators import (
     BOW_COLUMNS,
@@ -106,8 +106,9 @@ def abmil_comparator(params: Params, run: RunFolder, patients: pd.DataFrame, dev
                                   params.cnn.eval_batch_size, device)
     fit, select = _roles_masks(patients, ids, params.protocol)
     labels = patients.set_index("patient_id").loc[ids, "er"].to_numpy()
-    result = train_abmil(embeddings, labels, fit, select, params.comparators.abmil,
-                         params.seed * 1000 + SEED_OFFSET["abmil"], device)
+    with threads.worker_threads(1 if device.type == "cpu" else None):  # a tiny full-batch net: more threads
+        result = train_abmil(embeddings, labels, fit, select, params.comparators.abmil,  # only wait on each other
+                             params.seed * 1000 + SEED_OFFSET["abmil"], device)
     _record_fit(run, "abmil", ids, fit, select, result)
     weights = pd.DataFrame({"patient_id": np.repeat(ids, len(dataset.offsets)),
                             "split": np.repeat(patients.set_index("patient_id").loc[ids, "split"].to_numpy(),
