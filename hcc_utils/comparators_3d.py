@@ -1,12 +1,12 @@
 """Notebook 11's 3D CNN comparator (issue 19): a 3D ResNet trained from scratch on a cube around the tumour.
 
-beyond the paper: instead of 11 axial slices, the network sees the tumour's whole bounding box, resampled to a
-cube of ``size``^3 isotropic voxels and windowed like the slices (docs/method.md sections 1 and 12). Training
-follows the 2D CNNs' recipe (``hcc_utils.cnn_train``): SGD with momentum and weight decay, the learning rate
-cosine-annealed per iteration, cross-entropy on two classes, the first epoch with the best eval-mode AUC on the
-selection rows kept. Augmentation is a random flip along each axis. Everything fitted (voxel standardisation,
-weights, epoch) sees only the ``fit`` rows (weights, standardisation) and the ``select`` rows (epoch); any other
-row is only predicted::
+beyond the paper: instead of 11 axial slices, a 3D ResNet-10 (:func:`build_cnn3d`) sees the tumour's whole
+bounding box, resampled to a cube of ``size``^3 isotropic voxels and windowed like the slices (docs/method.md
+sections 1 and 12). Training follows the 2D CNNs' recipe (``hcc_utils.cnn_train``): SGD with momentum and weight
+decay, the learning rate cosine-annealed per iteration, cross-entropy on two classes, the first epoch with the
+best eval-mode AUC on the selection rows kept. Augmentation is a random flip along each axis. Everything fitted
+(voxel standardisation, weights, epoch) sees only the ``fit`` rows (weights, standardisation) and the ``select``
+rows (epoch); any other row is only predicted::
 
     >>> cube = tumour_volume(image, mask, params.preprocess, params.slices, size=32, margin_mm=5.0)
     >>> result = train_cnn3d(cubes, er, ids, fit, select, params.comparators.cnn3d, params.cnn, seed=0)
@@ -36,7 +36,7 @@ from hcc_utils.progress import plural, progress, summary_mode
 from hcc_utils.stack import Lesion, find_lesion
 
 MIN_SIDE_MM = 10.0
-EVAL_BATCH = 32  # volumes per inference batch (a 32^3 batch of 32 needs ~1 GB of activations in ResNet-18)
+EVAL_BATCH = 32  # volumes per inference batch (a 32^3 batch of 32: ~0.5 GB of activations)
 HISTORY_COLUMNS = ["epoch", "loss", "selection_auc", "seconds"]
 
 
@@ -87,15 +87,22 @@ def tumour_volume(image: sitk.Image, mask: sitk.Image, pre: PreprocessConfig, sl
 
 
 def build_cnn3d() -> torch.nn.Module:
-    """torchvision's 3D ResNet-18 (``r3d_18``, Tran et al. 2018; random weights, 2 classes), one input channel.
+    """A 3D ResNet-10 from random weights, 2 classes, one input channel: torchvision's video ResNet
+    (``VideoResNet(BasicBlock, [Conv3DSimple] * 4, [1, 1, 1, 1], BasicStem)``, r3d_18's design, Tran et al. 2018,
+    with one basic block per stage instead of two; 14.3 M parameters instead of 33.1 M).
+
+    Why not r3d_18: on the 2-core development CPU (2 threads, batch 8, 16^3 cubes, forward + backward + SGD step,
+    ``benchmarks/cnn3d_throughput.py``) r3d_18 trained 3-5 volumes per wall second (4.3 per CPU second), so 10
+    epochs of 134 patients took 300-470 s; the ResNet-10 trained 4-35 volumes/s (19 per CPU second; the machine
+    was shared), about 40 s for those 10 epochs when the machine was quiet.
 
     The stem's first convolution takes 1 channel instead of 3 (same kernel 3x7x7, stride 1x2x2, padding 1x3x3,
     the same Kaiming initialisation). Input ``(B, 1, D, H, W)`` float; output ``(B, 2)`` logits. D is the axial
     axis, which the stem does not downsample (torchvision's video convention, D being time there).
     """
-    from torchvision.models.video import r3d_18
+    from torchvision.models.video.resnet import BasicBlock, BasicStem, Conv3DSimple, VideoResNet
 
-    return one_channel_stem(r3d_18(weights=None, num_classes=2))
+    return one_channel_stem(VideoResNet(BasicBlock, [Conv3DSimple] * 4, [1, 1, 1, 1], BasicStem, num_classes=2))
 
 
 def one_channel_stem(model: torch.nn.Module) -> torch.nn.Module:
@@ -144,7 +151,7 @@ def _predict(model: torch.nn.Module, volumes: torch.Tensor, rows: np.ndarray, sc
 
 def train_cnn3d(volumes: np.ndarray, labels: np.ndarray, ids: list[str], fit: np.ndarray, select: np.ndarray,
                 cfg: CNN3DConfig, cnn: CNNConfig, seed: int, device: torch.device | str = "cpu",
-                desc: str = "3D ResNet-18") -> CNN3DResult:
+                desc: str = "3D ResNet-10") -> CNN3DResult:
     """Train :func:`build_cnn3d` on the ``fit`` rows, choose the epoch on the ``select`` rows, predict every row.
 
     Args:
@@ -159,7 +166,7 @@ def train_cnn3d(volumes: np.ndarray, labels: np.ndarray, ids: list[str], fit: np
 
     The recipe: inputs x / 255 standardised with the mean and SD of the fit volumes' voxels; per epoch the fit
     rows shuffled into batches of ``cfg.batch_size`` (the last incomplete batch dropped, as for the 2D CNNs, so
-    batch normalisation never sees a batch of one or two), each volume flipped along each axis with
+    batch normalisation never sees a tiny batch), each volume flipped along each axis with
     probability 1/2; SGD with the learning rate cosine-annealed per iteration over ``cfg.epochs``. The first
     epoch with the best selection AUC is kept; when every epoch's AUC is undefined (the select rows hold one class
     or none), the last epoch, with a note. On CPU two calls with one seed and thread count give the same numbers.
@@ -172,8 +179,8 @@ def train_cnn3d(volumes: np.ndarray, labels: np.ndarray, ids: list[str], fit: np
     labels = np.asarray(labels).astype(np.int64)
     fit, select = np.asarray(fit, dtype=bool), np.asarray(select, dtype=bool)
     n = len(volumes)
-    if volumes.ndim != 4 or volumes.dtype != np.uint8 or not (len(labels) == len(ids) == len(fit) == len(select)
-                                                                 == n):
+    same_length = len(labels) == len(ids) == len(fit) == len(select) == n
+    if volumes.ndim != 4 or volumes.dtype != np.uint8 or not same_length:
         raise ValueError(f"train_cnn3d needs uint8 volumes (n, S, S, S) and n labels, ids, fit and select flags; "
                          f"got volumes {volumes.dtype} {volumes.shape}, {len(labels)} labels, {len(ids)} ids, "
                          f"{len(fit)} fit and {len(select)} select flags")
@@ -253,7 +260,7 @@ def train_cnn3d(volumes: np.ndarray, labels: np.ndarray, ids: list[str], fit: np
 
 def cnn3d_summary(name: str, history: pd.DataFrame, volumes_per_epoch: int, best_epoch: int, selection_auc: float,
                   seconds: float) -> str:
-    """One line on a finished training, in the 2D CNNs' style (``cnn_train.training_summary``): "3D ResNet-18: 20
+    """One line on a finished training, in the 2D CNNs' style (``cnn_train.training_summary``): "3D ResNet-10: 20
     epochs in 95 s (31 volumes/s), best epoch 7, selection AUC 0.712". The rate is the training passes'."""
     train_seconds = float(history["seconds"].sum())
     rate = (f"{volumes_per_epoch * len(history) / train_seconds:.0f} volumes/s" if train_seconds > 0
