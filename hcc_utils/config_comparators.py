@@ -38,7 +38,8 @@ class ABMILConfig(_Section):
 
 
 class CNN3DConfig(_Section):
-    """A 3D ResNet-18 (torchvision's video ResNet, one input channel) on the tumour's box."""
+    """A 3D ResNet-10 (torchvision's VideoResNet, r3d_18's design with one block per stage, one input channel) on
+    the tumour's box (``hcc_utils.comparators_3d``)."""
 
     size: int = Field(32, ge=8, le=256, description="voxels per side of the resampled tumour box")
     margin_mm: float = Field(5.0, ge=0, le=100, description="added around the tumour's box on each side, mm")

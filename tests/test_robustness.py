@@ -167,9 +167,10 @@ def null_run(tmp_path_factory):
         "model": {"n_estimators": [50], "max_depth": [3], "min_samples_split": [2]},
         "radiomics": {"settings": "radiomics.yaml", "icc_max_patients": 12},
         "robustness": {"repeats": 20, "permutations": 40, "cnn_folds": 3, "min_site_patients": 8},
+        "comparators": {"abmil": {"epochs": 60, "patience": 20}, "cnn3d": {"size": 8, "epochs": 2}},
     }
     (folder / "null.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    chapters = [nb for nb in NOTEBOOKS if nb[0][:2] in ("01", "02", "03", "04", "05", "09")]
+    chapters = [nb for nb in NOTEBOOKS if nb[0][:2] in ("01", "02", "03", "04", "05", "09", "11")]
     result = run_book(folder / "null.yaml", out=folder / "run", build=False, notebooks=chapters, echo=print,
                       cell_timeout=900)
     return RunFolder(result.run_dir)
@@ -228,3 +229,13 @@ def test_a_strong_signal_gives_a_small_permutation_p_value(tmp_path):
     assert table.at["Clinical", "p_value"] > 0.05  # the clinical variables are noise here
     saved = artifacts.read_table(RunFolder(tmp_path), artifacts.ROBUSTNESS_NULL)
     assert len(saved) == 49 * 2
+
+
+@pytest.mark.book
+def test_null_cohort_comparators_sit_at_one_half(null_run):
+    """Notebook 11 on a cohort with no signal: no comparator finds any (about 90 validation patients: the AUC's
+    standard error is about 0.06)."""
+    table = artifacts.read_table(null_run, artifacts.COMPARATORS)
+    assert len(table) >= 10
+    assert abs(table["auc"].mean() - 0.5) <= 0.07, table[["comparator", "auc"]]
+    assert (abs(table["auc"] - 0.5) <= 0.2).all(), table[["comparator", "auc"]]
