@@ -93,7 +93,9 @@ def pooled_scores(slices: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("no slice at offset 0 (the central slice): slices.offsets must include 0")
     groups = slices.groupby("patient_id", sort=True)["prob"]
     central = slices[slices["offset"] == 0].set_index("patient_id")["prob"]
-    survival = slices.assign(log_not=np.log1p(-slices["prob"].clip(upper=1.0))).groupby("patient_id")["log_not"]
+    with np.errstate(divide="ignore"):  # a slice with p = 1 gives log(0) = -inf: the patient's noisy-OR is 1
+        log_not = np.log1p(-slices["prob"].clip(upper=1.0))
+    survival = slices.assign(log_not=log_not).groupby("patient_id")["log_not"]
     return pd.DataFrame({"central": central, "mean": groups.mean(), "max": groups.max(),
                          "noisy_or": -np.expm1(survival.sum())}).rename_axis("patient_id")
 
