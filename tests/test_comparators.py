@@ -155,3 +155,36 @@ def test_the_published_table_reads_like_table_4():
     assert table.loc[1, "p vs DL-MIL"] == "< 0.001" and table.loc[1, "Time (s)"] == "12.3"
     assert list(table.columns) == ["Comparator", "Tests", "n", "AUC (95% CI)", "Accuracy", "Sensitivity",
                                    "Specificity", "p vs DL-MIL", "Time (s)"]
+
+
+def test_new_slices_come_from_the_cached_stack_s_plan_and_are_cached(tmp_path):
+    """Slices at offsets the 2.5D cache lacks are cut from the same plan: at a shared offset they equal the
+    cached stack's pixels exactly. The pass is cached under a key of its settings; a bad file excludes only its
+    patient, with a message naming it."""
+    from pathlib import Path
+
+    from hcc_utils.cohort import ensure_synthetic
+    from hcc_utils.comparators_inputs import _inputs_one, extra_offsets
+    from hcc_utils.config import load_params
+    from hcc_utils.stack import make_stack
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params" / "smoke.yaml")
+    manifest = ensure_synthetic(params.cohort.synthetic)
+    row = pd.read_csv(manifest, dtype=str).iloc[0]
+    image, mask = str(manifest.parent / row["image"]), str(manifest.parent / row["mask"])
+    cached = np.round(make_stack(image, mask, params.preprocess, params.slices).images * 255).astype(np.uint8)
+    assert extra_offsets([[-2, 0, 3], [0, 1]], params.slices.offsets) == [3]
+    cache = str(tmp_path / "p.npz")
+    made = _inputs_one("P1", image, mask, params.preprocess, params.slices, [-2, 0, 3], (16, 5.0), cache, None)
+    assert made["status"] == "made"
+    offsets = params.slices.offsets
+    assert np.array_equal(made["slices"][0], cached[offsets.index(-2)])
+    assert np.array_equal(made["slices"][1], cached[offsets.index(0)])
+    assert made["volume"].shape == (16, 16, 16) and made["volume"].dtype == np.uint8
+    again = _inputs_one("P1", image, mask, params.preprocess, params.slices, [-2, 0, 3], (16, 5.0), cache, None)
+    assert again["status"] == "cached" and np.array_equal(again["slices"], made["slices"])
+    other = _inputs_one("P1", image, mask, params.preprocess, params.slices, [0, 4], (16, 5.0), cache, None)
+    assert other["status"] == "made"
+    bad = _inputs_one("P2", image, str(tmp_path / "missing.nii.gz"), params.preprocess, params.slices, [3], None,
+                      str(tmp_path / "q.npz"), None)
+    assert bad["status"] == "excluded" and "P2" in bad["message"]
