@@ -160,6 +160,8 @@ def run_comparators(params: Params, run: RunFolder, progress: bool = True) -> Co
                             f"{' and ' if extra and 'cnn3d' in cfg.run else ''}"
                             f"{'3D tumour boxes' if 'cnn3d' in cfg.run else ''}) took "
                             f"{result.inputs.seconds:.0f} s for {len(result.inputs.patients)} patients")
+        for row in result.inputs.excluded.itertuples(index=False):
+            result.notes.append(f"left out of the new-slice and 3D comparators: {row.message}")
     pooled = pooled_scores(probs)
     for name in cfg.run:
         start = time.perf_counter()

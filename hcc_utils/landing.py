@@ -28,7 +28,7 @@ from hcc_utils.run_folder import RunFolder
 ROC_FIGURE = "glance_roc_validation"
 """The landing page's figure: the validation panel of notebook 06's Figure 5a-b, drawn when the book is written."""
 STAGE_CHAPTERS = {"cohort": "01_preprocessing", "inputs": "01_preprocessing", "slices": "02_slices_2p5d",
-                  "radiomics": "05_models"}
+                  "radiomics": "05_models", "comparators": "11_comparators"}
 """Where each stage of ``exclusions.csv`` shows its patients (the landing page links there)."""
 ALPHA = 0.05
 """Significance level of the sentences (DeLong, permutation); the tables give exact p-values."""

@@ -83,7 +83,7 @@ def test_a_cohort_with_bad_patients_runs_the_whole_book_without_them(tmp_path):
     pd.concat([manifest, copy]).to_csv(cohort / "cohort.csv", index=False)
     smoke.update(name="mine", cohort={"manifest": str(cohort / "cohort.csv")})
     # chapters 09 and 11 at their smallest: this test is about who is excluded, not about their numbers
-    smoke["robustness"] = {"repeats": 2, "permutations": 4, "cnn_folds": 2, "min_site_patients": 8,
+    smoke["robustness"] = {"repeats": 2, "permutations": 4, "cnn_folds": 2, "site_column": None,
                            "optimism": False}
     smoke["comparators"] = {"abmil": {"epochs": 10, "patience": 5}, "cnn3d": {"size": 8, "epochs": 1}}
     smoke["radiomics"]["settings"] = str(ROOT / "params" / "radiomics_smoke.yaml")

@@ -163,7 +163,7 @@ def null_run(tmp_path_factory):
         "cohort": {"synthetic": {"n": 300, "seed": 11, "image_size": 64, "image_signal": 0.0,
                                  "clinical_signal": 0.0}, "validation_fraction": 0.3, "split_seed": 5},
         "slices": {"size": 32},
-        "cnn": {"architectures": ["resnet18"], "epochs": {"resnet18": 2}, "input_size": 32, "batch_size": 32},
+        "cnn": {"architectures": ["resnet18"], "epochs": {"resnet18": 1}, "input_size": 32, "batch_size": 32},
         "model": {"n_estimators": [50], "max_depth": [3], "min_samples_split": [2]},
         "radiomics": {"settings": "radiomics.yaml", "icc_max_patients": 12},
         "robustness": {"repeats": 20, "permutations": 40, "cnn_folds": 3, "min_site_patients": 8},
