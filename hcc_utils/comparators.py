@@ -100,7 +100,7 @@ def pooled_scores(slices: pd.DataFrame) -> pd.DataFrame:
                          "noisy_or": -np.expm1(survival.sum())}).rename_axis("patient_id")
 
 
-def _patients(params: Params, run: RunFolder) -> pd.DataFrame:
+def patients_table(params: Params, run: RunFolder) -> pd.DataFrame:
     """The slice dataset's patients with their files, outcome, split and CNN role."""
     cohort = load_cohort(params, run)
     kept = artifacts.read_slice_patients(run)["patient_id"].astype(str)

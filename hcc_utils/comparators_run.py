@@ -23,9 +23,9 @@ from hcc_utils.comparators import (
     PLH_COLUMNS,
     Comparator,
     ComparatorsResult,
-    _patients,
     evaluate,
     offset_label,
+    patients_table,
     pooled_scores,
     predictions_long,
     recipe_comparator,
@@ -150,7 +150,7 @@ def _record_fit(run: RunFolder, name: str, ids: list[str], fit: np.ndarray, sele
 def run_comparators(params: Params, run: RunFolder, progress: bool = True) -> ComparatorsResult:
     """Every comparator of ``params.comparators.run``, DL-MIL first; the table and files written."""
     cfg, device = params.comparators, cnn.resolve_device(params.cnn)
-    patients = _patients(params, run)
+    patients = patients_table(params, run)
     probs = slice_probabilities(params, run)
     result = ComparatorsResult(comparators=[reference_comparator(run)], table=pd.DataFrame())
     extra = extra_offsets(cfg.offset_sets, sorted(probs["offset"].unique().tolist())) if "offsets" in cfg.run else []
