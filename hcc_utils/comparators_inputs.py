@@ -25,6 +25,7 @@ from hcc_utils.compute import is_dask, map_patients
 from hcc_utils.config import Params, PreprocessConfig, SlicesConfig
 from hcc_utils.inputs_check import PatientInputError
 from hcc_utils.progress import progress as progress_bar
+from hcc_utils.reader_output import summarise_reader_output
 from hcc_utils.run_folder import RunFolder
 
 STAGE = "comparators"
@@ -94,10 +95,10 @@ def _inputs_one(patient_id: str, image_path: str, mask_path: str, pre: Preproces
         return {"patient_id": patient_id, "status": "excluded", "file": Path(str(err.file or mask_path)).name,
                 "message": str(err)}
     except Exception as err:  # one patient's unforeseen failure must not stop the others; it is reported
-        first_line = (str(err).strip().splitlines() or [""])[0][:200]
+        text = " ".join(summarise_reader_output(str(err), [Path(image_path), Path(mask_path)]))  # no folder names
         return {"patient_id": patient_id, "status": "excluded", "file": Path(image_path).name,
                 "message": f"{patient_id}: unexpected {type(err).__name__} while preparing notebook 11's inputs "
-                           f"({first_line}); please report it with this message"}
+                           f"({text}); please report it with this message"}
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = artifacts.partial_path(cache)
     with open(tmp, "wb") as handle:

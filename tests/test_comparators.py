@@ -5,6 +5,7 @@ book's chapter (one row per comparator with CIs; the learned comparators fitted 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from hcc_utils import artifacts, comparators
 from hcc_utils.config import ParamsError, params_from_dict
 from hcc_utils.run_folder import RunFolder
 
+BASE_FILE = Path(__file__).resolve().parents[1] / "params" / "smoke.yaml"
 BASE = {"name": "t", "cohort": {"synthetic": {"n": 20, "seed": 7, "image_size": 64}}}
 
 
@@ -161,14 +163,12 @@ def test_new_slices_come_from_the_cached_stack_s_plan_and_are_cached(tmp_path):
     """Slices at offsets the 2.5D cache lacks are cut from the same plan: at a shared offset they equal the
     cached stack's pixels exactly. The pass is cached under a key of its settings; a bad file excludes only its
     patient, with a message naming it."""
-    from pathlib import Path
-
     from hcc_utils.cohort import ensure_synthetic
     from hcc_utils.comparators_inputs import _inputs_one, extra_offsets
     from hcc_utils.config import load_params
     from hcc_utils.stack import make_stack
 
-    params = load_params(Path(__file__).resolve().parents[1] / "params" / "smoke.yaml")
+    params = load_params(BASE_FILE)
     manifest = ensure_synthetic(params.cohort.synthetic)
     row = pd.read_csv(manifest, dtype=str).iloc[0]
     image, mask = str(manifest.parent / row["image"]), str(manifest.parent / row["mask"])
@@ -188,3 +188,21 @@ def test_new_slices_come_from_the_cached_stack_s_plan_and_are_cached(tmp_path):
     bad = _inputs_one("P2", image, str(tmp_path / "missing.nii.gz"), params.preprocess, params.slices, [3], None,
                       str(tmp_path / "q.npz"), None)
     assert bad["status"] == "excluded" and "P2" in bad["message"]
+
+
+def test_an_unforeseen_failure_excludes_the_patient_without_its_folder_names(tmp_path, monkeypatch):
+    from hcc_utils.comparators_inputs import _inputs_one
+    from hcc_utils.config import load_params
+
+    private = tmp_path / "Doe^Jane_1960"
+    private.mkdir()
+    params = load_params(BASE_FILE)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError(f"cannot read {private / 'ct.nii.gz'}")
+
+    monkeypatch.setattr("hcc_utils.io.read_image", broken)
+    out = _inputs_one("P3", str(private / "ct.nii.gz"), str(private / "m.nii.gz"), params.preprocess,
+                      params.slices, [3], None, str(tmp_path / "c.npz"), None)
+    assert out["status"] == "excluded" and "P3" in out["message"] and "RuntimeError" in out["message"]
+    assert "Doe^Jane" not in out["message"] and "ct.nii.gz" in out["message"]
